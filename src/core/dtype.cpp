@@ -70,7 +70,9 @@ size_t ggml_row_bytes(GgmlType t, int64_t ne0) {
   const GgmlTypeInfo& i = ggml_type_info(t);
   if (ne0 < 0 || ne0 % i.block_size != 0)
     fail("row of ", ne0, " elements is not a multiple of the ", i.name, " block size ", i.block_size);
-  return static_cast<size_t>(ne0 / i.block_size) * i.block_bytes;
+  const uint64_t blocks = static_cast<uint64_t>(ne0 / i.block_size);
+  if (blocks > UINT64_MAX / i.block_bytes) fail("row of ", ne0, " ", i.name, " elements is too large");
+  return static_cast<size_t>(blocks * i.block_bytes);
 }
 
 float fp16_to_f32(uint16_t h) {

@@ -7,8 +7,12 @@
 // relative to that data section. Strings are u64 length + bytes.
 //
 // The reader maps the file and never copies tensor data: TensorView::data points
-// into the mapping. Every structural problem (bad magic, truncation, data past
-// the end, overlapping or misaligned tensors, absurd counts or dims) is a
+// into the mapping. TensorView::ne has the on-disk number of dims (1..4; a
+// 0-dim scalar, which ggml accepts, reads as {1}); every dim must be positive.
+// Tensors may appear in any order but must be aligned, inside the file and
+// disjoint. Metadata arrays may nest up to 8 levels (at most 2^24 array
+// elements per file). Every structural problem (bad magic, truncation, data
+// past the end, overlapping or misaligned tensors, absurd counts or dims) is a
 // g4::Error naming the file and the offending item.
 #pragma once
 #include <cstdint>
@@ -117,6 +121,13 @@ class GgufFile {
 // Streaming writer: declare metadata and tensor infos, then write_header(),
 // then each tensor's bytes in declaration order, then finish(). Memory use is
 // independent of model size (convert/quantize of 30B models go through here).
+// Writes version 3. Tensor data is laid out in declaration order, each tensor
+// padded to the alignment (the constructor's, or a UINT32 "general.alignment"
+// set as metadata; a non-default constructor alignment is recorded as that
+// key). A regular file is written under a temporary name in the same folder
+// and renamed by finish(), so a writer destroyed before finish() (e.g. by an
+// exception) leaves nothing behind. Misuse (wrong order or size, set() after
+// write_header(), inconsistent values) and I/O failures throw g4::Error.
 class GgufWriter {
  public:
   explicit GgufWriter(std::string path, size_t alignment = 32);
