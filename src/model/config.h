@@ -11,6 +11,7 @@
 namespace g4 {
 
 class GgufFile;
+class GgufWriter;
 
 enum class LayerType { Sliding, Full };
 enum class Variant { E2B, E4B, A26B, D31B, Custom };
@@ -82,7 +83,14 @@ struct ModelConfig {
 // Gemma4ForCausalLM / gemma4_text (flat).
 ModelConfig config_from_hf_json(const nlohmann::json& j);
 ModelConfig config_from_hf_file(const std::string& config_json_path);
-// GGUF metadata of general.architecture = "gemma4".
+// GGUF metadata of general.architecture = "gemma4". Facts with no key are taken
+// from the tensors: vocab size (tokenizer.ggml.tokens, else token_embd rows),
+// attention_k_eq_v (no attn_v on the full layers that own KV), the partial
+// rotary factor (rope_freqs.weight), tied embeddings (no output.weight).
 ModelConfig config_from_gguf(const GgufFile& f);
+// Writes the gemma4.* hyperparameter keys (spec §5.2) and general.architecture
+// for `c` (derived). Tokenizer keys are not written; k_eq_v and the partial
+// rotary factor are carried by the tensors (no attn_v on full layers, rope_freqs).
+void write_gguf_config(const ModelConfig& c, GgufWriter& w);
 
 }  // namespace g4
