@@ -5,6 +5,11 @@
 // back to <0xHH> byte tokens. Control/user-defined tokens are matched atomically
 // (longest match) only when parse_special is set. decode is the inverse:
 // U+2581 -> ' ', byte tokens reassembled into UTF-8.
+//
+// Invalid UTF-8 in the input: every invalid byte becomes its <0xHH> byte
+// token, so decode(encode(x)) == x for any bytes x that do not contain U+2581
+// itself (a literal '▁' decodes as ' ', as in HF and llama.cpp). A loaded
+// Tokenizer is immutable: encode/decode may run concurrently from threads.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -51,7 +56,10 @@ class Tokenizer {
   bool is_end_of_generation(int32_t id) const;  // <eos>, <turn|>, <|tool_response>
 
   // Incremental detokenizer: returns only complete UTF-8 characters, keeping a
-  // partial multi-byte sequence until its remaining bytes arrive.
+  // partial multi-byte sequence until its remaining bytes arrive. Output is
+  // always valid UTF-8: the concatenation of all push() results and flush()
+  // equals utf8::sanitize(decode(ids)) (text/utf8.h; ill-formed bytes become
+  // U+FFFD per maximal subpart), i.e. decode(ids) whenever that is valid.
   class Stream {
    public:
     explicit Stream(const Tokenizer& t, bool render_special = false);
