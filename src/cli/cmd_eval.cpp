@@ -1,0 +1,224 @@
+// `gemma4 eval`: run the forward pass over a prompt and print the most likely
+// next tokens with their log-probabilities (log-softmax of the final
+// soft-capped logits).
+//
+//   gemma4 eval -m MODEL (--tokens 2,105,... | --text TEXT) [--top K] [--all]
+//               [--json] [-t N] [--batch N] [--parse-special] [--no-bos]
+//
+// For the last position (every position with --all) prints the top-K ids:
+//   text:  "pos 5: 1234 (-0.1234) 99 (-2.5) ..."
+//   JSON:  {"positions":[{"pos":5,"top":[{"id":1234,"logprob":-0.1234},...]}]}
+// `pos` is the index of the last token read (0-based); `top` predicts the next.
+// --text needs a tokenizer: a GGUF's own metadata, or tokenizer.json beside
+// a Hugging Face checkpoint. Token ids need none.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "formats/gguf.h"
+#include "model/forward.h"
+#include "text/tokenizer.h"
+
+namespace g4::cli {
+namespace {
+
+struct EvalOptions {
+  std::string model;
+  std::string tokens;
+  std::string text;
+  int top = 10;
+  bool all = false;
+  bool json = false;
+  int threads = 0;
+  int batch = 64;
+  bool parse_special = false;
+  bool no_bos = false;
+};
+
+std::vector<int32_t> parse_ids(const std::string& s) {
+  std::vector<int32_t> ids;
+  size_t i = 0;
+  while (i < s.size()) {
+    if (s[i] == ',' || s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    if (s[j] == '-' || s[j] == '+') ++j;
+    const size_t digits = j;
+    while (j < s.size() && s[j] >= '0' && s[j] <= '9') ++j;
+    const bool sep_ok = j == s.size() || std::strchr(", \t\r\n", s[j]) != nullptr;
+    if (j == digits || !sep_ok) {
+      size_t e = s.find_first_of(", \t\r\n", i);
+      fail("--tokens: bad token id '", s.substr(i, e == std::string::npos ? std::string::npos : e - i),
+           "' (expected integers separated by commas or spaces)");
+    }
+    const std::string tok = s.substr(i, j - i);
+    long long v = 0;
+    try {
+      v = std::stoll(tok);
+    } catch (...) {
+      fail("--tokens: token id '", tok, "' is out of range");
+    }
+    if (v < INT32_MIN || v > INT32_MAX) fail("--tokens: token id ", tok, " is out of range");
+    ids.push_back(static_cast<int32_t>(v));
+    i = j;
+  }
+  return ids;
+}
+
+bool is_gguf_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {0, 0, 0, 0};
+  in.read(magic, 4);
+  return in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0;
+}
+
+// The tokenizer of a model path (GGUF metadata, or tokenizer.json next to a HF
+// checkpoint), with a clear error when there is none.
+Tokenizer load_model_tokenizer(const std::string& model) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(model, ec) && is_gguf_file(model)) return Tokenizer::from_gguf(GgufFile::open(model));
+  const fs::path dir = fs::is_directory(model, ec) ? fs::path(model) : fs::path(model).parent_path();
+  const fs::path tj = (dir.empty() ? fs::path(".") : dir) / "tokenizer.json";
+  if (!fs::is_regular_file(tj, ec))
+    fail("'", model, "' has no tokenizer.json: text input (--text) needs tokenizer.json beside the checkpoint; "
+         "pass token ids with --tokens instead");
+  return Tokenizer::from_hf_json_file(tj.string());
+}
+
+struct Top {
+  int32_t id;
+  double logprob;
+};
+
+// Top-k of log_softmax(logits), best first (ties: lower id first).
+std::vector<Top> top_logprobs(const float* logits, int64_t V, int k) {
+  double mx = logits[0];
+  for (int64_t i = 1; i < V; ++i) mx = std::max<double>(mx, logits[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(logits[i]) - mx);
+  const double lse = mx + std::log(sum);
+  std::vector<int32_t> idx(static_cast<size_t>(V));
+  for (int64_t i = 0; i < V; ++i) idx[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+  const size_t kk = static_cast<size_t>(std::min<int64_t>(k, V));
+  std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(kk), idx.end(), [&](int32_t a, int32_t b) {
+    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
+  });
+  std::vector<Top> out;
+  for (size_t i = 0; i < kk; ++i) out.push_back({idx[i], static_cast<double>(logits[idx[i]]) - lse});
+  return out;
+}
+
+std::string format_double(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+class Printer {
+ public:
+  explicit Printer(bool json) : json_(json) {
+    if (json_) out_ = "{\"positions\":[";
+  }
+  void position(int64_t pos, const std::vector<Top>& top) {
+    if (json_) {
+      out_ += first_ ? "" : ",";
+      out_ += "{\"pos\":" + std::to_string(pos) + ",\"top\":[";
+      for (size_t i = 0; i < top.size(); ++i) {
+        if (i) out_ += ',';
+        out_ += "{\"id\":" + std::to_string(top[i].id) + ",\"logprob\":" + format_double(top[i].logprob) + "}";
+      }
+      out_ += "]}";
+    } else {
+      out_ += "pos " + std::to_string(pos) + ":";
+      for (const Top& t : top) out_ += " " + std::to_string(t.id) + " (" + format_double(t.logprob) + ")";
+      out_ += "\n";
+    }
+    first_ = false;
+  }
+  void finish() {
+    if (json_) out_ += "]}\n";
+    if (!out_.empty() && std::fwrite(out_.data(), 1, out_.size(), stdout) != out_.size())
+      fail("cannot write to stdout");
+    std::fflush(stdout);
+  }
+
+ private:
+  bool json_;
+  bool first_ = true;
+  std::string out_;
+};
+
+void run_eval(const EvalOptions& o) {
+  if (o.top < 1) fail("--top must be at least 1");
+  if (o.batch < 1) fail("--batch must be at least 1");
+  if (o.threads < 0) fail("-t/--threads must not be negative");
+  std::vector<int32_t> ids;
+  if (!o.tokens.empty()) {
+    ids = parse_ids(o.tokens);
+  } else {
+    Tokenizer tok = load_model_tokenizer(o.model);
+    ids = tok.encode(o.text, o.parse_special, /*add_bos=*/!o.no_bos);
+  }
+  if (ids.empty()) fail("nothing to evaluate: the input has no tokens");
+
+  ModelParams p;
+  p.n_ctx = static_cast<int64_t>(ids.size());
+  p.max_batch = o.batch;
+  p.n_threads = o.threads;
+  auto model = Model::open(o.model, p);
+  if (model->n_ctx() < static_cast<int64_t>(ids.size()))
+    fail("the input has ", ids.size(), " tokens but the model's context is ", model->n_ctx());
+  const int64_t V = model->vocab_size();
+
+  Printer out(o.json);
+  if (o.all) {
+    const int64_t B = model->max_batch();
+    for (size_t b = 0; b < ids.size(); b += static_cast<size_t>(B)) {
+      const size_t n = std::min(ids.size() - b, static_cast<size_t>(B));
+      auto logits = model->forward(std::span<const int32_t>(ids.data() + b, n), LogitsMode::All);
+      for (size_t t = 0; t < n; ++t)
+        out.position(static_cast<int64_t>(b + t), top_logprobs(logits.data() + t * static_cast<size_t>(V), V, o.top));
+    }
+  } else {
+    auto logits = model->forward(ids, LogitsMode::Last);
+    out.position(static_cast<int64_t>(ids.size()) - 1, top_logprobs(logits.data(), V, o.top));
+  }
+  out.finish();
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto o = std::make_shared<EvalOptions>();
+  CLI::App* c = app.add_subcommand("eval", "Print the top next-token log-probabilities after a prompt");
+  c->add_option("-m,--model", o->model, "GGUF file or Hugging Face folder")->required();
+  auto* tokens = c->add_option("--tokens", o->tokens, "token ids, e.g. 2,105,2364");
+  auto* text = c->add_option("--text", o->text, "text (needs the model's tokenizer)");
+  tokens->excludes(text);
+  text->excludes(tokens);
+  c->add_option("--top", o->top, "how many ids to print per position (default 10)");
+  c->add_flag("--all", o->all, "print every position, not just the last");
+  c->add_flag("--json", o->json, "print {\"positions\":[{\"pos\":n,\"top\":[{\"id\":..,\"logprob\":..}]}]}");
+  c->add_option("-t,--threads", o->threads, "worker threads (default: physical cores)");
+  c->add_option("--batch", o->batch, "prefill chunk size in tokens (default 64)");
+  c->add_flag("--parse-special", o->parse_special, "--text: match control tokens (<|turn> ...) as single ids");
+  c->add_flag("--no-bos", o->no_bos, "--text: do not prepend <bos>");
+  c->callback([o, tokens, text] {
+    if (tokens->count() == 0 && text->count() == 0) fail("eval: give --tokens IDS or --text TEXT");
+    run_eval(*o);
+  });
+}
+
+}  // namespace g4::cli

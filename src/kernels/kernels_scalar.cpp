@@ -1,0 +1,170 @@
+// Scalar reference kernels: the definition every SIMD path is tested against.
+// Plain sequential fp32 arithmetic (sums of squares in double), no intrinsics.
+#include <cmath>
+#include <cstring>
+
+#include "core/dtype.h"
+#include "kernels/kernels_internal.h"
+
+namespace g4::kernels::detail {
+
+void dequant_f32_scalar(const uint8_t* src, float* dst, int64_t n) {
+  std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
+void dequant_f16_scalar(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = fp16_to_f32(h);
+  }
+}
+
+void dequant_bf16_scalar(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = bf16_to_f32(h);
+  }
+}
+
+void dequant_q8_0_scalar(const uint8_t* src, float* dst, int64_t n) {
+  const auto* b = reinterpret_cast<const BlockQ8_0*>(src);
+  for (int64_t blk = 0; blk < n / kQK; ++blk) {
+    uint16_t dh;
+    std::memcpy(&dh, &b[blk].d, 2);
+    const float d = fp16_to_f32(dh);
+    for (int j = 0; j < kQK; ++j) dst[blk * kQK + j] = static_cast<float>(b[blk].qs[j]) * d;
+  }
+}
+
+void dequant_q4_0_scalar(const uint8_t* src, float* dst, int64_t n) {
+  const auto* b = reinterpret_cast<const BlockQ4_0*>(src);
+  for (int64_t blk = 0; blk < n / kQK; ++blk) {
+    uint16_t dh;
+    std::memcpy(&dh, &b[blk].d, 2);
+    const float d = fp16_to_f32(dh);
+    for (int j = 0; j < kQK / 2; ++j) {
+      const int lo = (b[blk].qs[j] & 0x0F) - 8;
+      const int hi = (b[blk].qs[j] >> 4) - 8;
+      dst[blk * kQK + j] = static_cast<float>(lo) * d;
+      dst[blk * kQK + j + kQK / 2] = static_cast<float>(hi) * d;
+    }
+  }
+}
+
+namespace {
+
+float dot_scalar(const float* a, const float* b, int64_t n) {
+  float acc = 0.f;
+  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+}
+
+// Dequantize each row (F32 rows are used in place), then sequential dots.
+template <KernelTable::DequantFn Dequant, bool kIsF32>
+void matmul_scalar(const WeightMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t n_tok,
+                   int64_t x_stride, float* y, int64_t y_stride) {
+  float* buf = kIsF32 ? nullptr : scratch_floats(static_cast<size_t>(w.n_in));
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* wr;
+    if constexpr (kIsF32) {
+      wr = reinterpret_cast<const float*>(w.row(r));
+    } else {
+      Dequant(w.row(r), buf, w.n_in);
+      wr = buf;
+    }
+    for (int64_t t = 0; t < n_tok; ++t) y[t * y_stride + r] = dot_scalar(wr, x + t * x_stride, w.n_in);
+  }
+}
+
+void axpy_scalar(float a, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void rmsnorm_scalar(const float* x, const float* w, float* y, int64_t n, float eps) {
+  double ss = 0.0;
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float ms = static_cast<float>(ss / static_cast<double>(n)) + eps;
+  const float r = 1.0f / std::sqrt(ms);
+  if (w) {
+    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * r) * w[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * r;
+  }
+}
+
+inline float gelu1(float x) {
+  constexpr float kAlpha = 0.7978845608028654f;  // sqrt(2/pi)
+  constexpr float kBeta = 0.044715f;
+  return 0.5f * x * (1.0f + std::tanh(kAlpha * (x + kBeta * x * x * x)));
+}
+
+void gelu_scalar(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = gelu1(x[i]);
+}
+
+void geglu_scalar(const float* g, const float* u, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = gelu1(g[i]) * u[i];
+}
+
+void rope_neox_scalar(float* x, int64_t head_dim, const float* c, const float* s) {
+  const int64_t half = head_dim / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    const float x0 = x[i], x1 = x[i + half];
+    const float a = x0 * c[i], b = x1 * s[i];
+    const float e = x1 * c[i], f = x0 * s[i];
+    x[i] = a - b;
+    x[i + half] = e + f;
+  }
+}
+
+void softmax_scalar(float* x, int64_t n) {
+  if (n <= 0) return;
+  float mx = x[0];
+  for (int64_t i = 1; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void softcap_scalar(float* x, int64_t n, float cap) {
+  for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i] / cap) * cap;
+}
+
+KernelTable make_scalar_table() {
+  KernelTable t;
+  t.isa = Isa::Scalar;
+  t.matmul_f32 = matmul_scalar<dequant_f32_scalar, true>;
+  t.matmul_f16 = matmul_scalar<dequant_f16_scalar, false>;
+  t.matmul_bf16 = matmul_scalar<dequant_bf16_scalar, false>;
+  t.matmul_q8_0 = matmul_scalar<dequant_q8_0_scalar, false>;
+  t.matmul_q4_0 = matmul_scalar<dequant_q4_0_scalar, false>;
+  t.dequant_f32 = dequant_f32_scalar;
+  t.dequant_f16 = dequant_f16_scalar;
+  t.dequant_bf16 = dequant_bf16_scalar;
+  t.dequant_q8_0 = dequant_q8_0_scalar;
+  t.dequant_q4_0 = dequant_q4_0_scalar;
+  t.dot = dot_scalar;
+  t.axpy = axpy_scalar;
+  t.rmsnorm = rmsnorm_scalar;
+  t.gelu_tanh = gelu_scalar;
+  t.geglu = geglu_scalar;
+  t.rope_neox = rope_neox_scalar;
+  t.softmax = softmax_scalar;
+  t.softcap = softcap_scalar;
+  return t;
+}
+
+}  // namespace
+
+const KernelTable& scalar_table() {
+  static const KernelTable t = make_scalar_table();
+  return t;
+}
+
+}  // namespace g4::kernels::detail
