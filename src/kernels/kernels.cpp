@@ -6,14 +6,11 @@
 #include <cstring>
 #include <string_view>
 
+#include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "kernels/kernels_internal.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
 
 namespace g4::kernels {
 
@@ -28,18 +25,10 @@ const char* isa_name(Isa isa) {
 bool isa_available(Isa isa) {
   switch (isa) {
     case Isa::Scalar: return true;
-    case Isa::Avx2:
-#if defined(__x86_64__) || defined(__i386__)
-    {
-      __builtin_cpu_init();
-      // F16C is not a __builtin_cpu_supports feature name in every compiler: CPUID.1:ECX[29].
-      unsigned a = 0, b = 0, c = 0, d = 0;
-      const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+    case Isa::Avx2: {
+      const CpuFeatures& f = cpu_features();
+      return f.avx2 && f.fma && f.f16c;
     }
-#else
-      return false;
-#endif
   }
   return false;
 }

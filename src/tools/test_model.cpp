@@ -19,6 +19,7 @@
 #include <immintrin.h>
 #endif
 
+#include "core/cpu_features.h"
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
@@ -670,7 +671,7 @@ __attribute__((target("avx,f16c"))) size_t f32_to_fp16_f16c(const float* x, size
   }
   return i;
 }
-const bool kHasF16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+const bool kHasF16c = cpu_features().f16c;
 #endif
 
 void store(GgmlType type, const float* x, size_t n, uint8_t* dst) {
