@@ -698,6 +698,7 @@ struct GgufWriter::Impl {
   std::map<std::string, size_t, std::less<>> tensor_index;
   State state = State::Declaring;
   size_t next_tensor = 0;
+  uint64_t partial = 0;  // bytes of tensors[next_tensor] written so far by write_tensor_chunk()
   std::FILE* f = nullptr;
   uint64_t written = 0;
 
@@ -961,6 +962,9 @@ void GgufWriter::write_tensor_data(std::string_view name, const void* data, size
     fail("GGUF writer '", w.path, "': data for tensor '", name, "' but all ", w.tensors.size(),
          " declared tensors were already written");
   const Impl::Info& t = w.tensors[w.next_tensor];
+  if (w.partial > 0)
+    fail("GGUF writer '", w.path, "': write_tensor_data('", name, "') while tensor '", t.name, "' is partly written (",
+         w.partial, " of ", t.nbytes, " bytes by write_tensor_chunk)");
   if (name != t.name)
     fail("GGUF writer '", w.path, "': expected data for tensor '", t.name, "' (declaration order), got '", name, "'");
   if (nbytes != t.nbytes)
@@ -973,9 +977,39 @@ void GgufWriter::write_tensor_data(std::string_view name, const void* data, size
   ++w.next_tensor;
 }
 
+void GgufWriter::write_tensor_chunk(std::string_view name, const void* data, size_t nbytes) {
+  Impl& w = *impl_;
+  w.require(Impl::State::Writing, "write_tensor_chunk()");
+  if (w.next_tensor >= w.tensors.size())
+    fail("GGUF writer '", w.path, "': data for tensor '", name, "' but all ", w.tensors.size(),
+         " declared tensors were already written");
+  const Impl::Info& t = w.tensors[w.next_tensor];
+  if (name != t.name) {
+    if (w.partial > 0)
+      fail("GGUF writer '", w.path, "': data for tensor '", name, "' while tensor '", t.name, "' is incomplete (",
+           w.partial, " of ", t.nbytes, " bytes written)");
+    fail("GGUF writer '", w.path, "': expected data for tensor '", t.name, "' (declaration order), got '", name, "'");
+  }
+  if (nbytes > t.nbytes - w.partial)
+    fail("GGUF writer '", w.path, "': tensor '", t.name, "' (", ggml_type_name(t.type), " ",
+         TensorView{t.name, t.type, t.ne, nullptr, 0, nullptr}.shape_string(), ") needs ", t.nbytes,
+         " bytes; a chunk of ", nbytes, " after ", w.partial, " would exceed it");
+  if (nbytes > 0 && !data) fail("GGUF writer '", w.path, "': tensor '", t.name, "': null data");
+  w.put(data, nbytes);
+  w.partial += nbytes;
+  if (w.partial == t.nbytes) {
+    w.pad();
+    ++w.next_tensor;
+    w.partial = 0;
+  }
+}
+
 void GgufWriter::finish() {
   Impl& w = *impl_;
   w.require(Impl::State::Writing, "finish()");
+  if (w.partial > 0)
+    fail("GGUF writer '", w.path, "': finish() with tensor '", w.tensors[w.next_tensor].name, "' incomplete (",
+         w.partial, " of ", w.tensors[w.next_tensor].nbytes, " bytes written)");
   if (w.next_tensor != w.tensors.size())
     fail("GGUF writer '", w.path, "': finish() before the data of tensor '", w.tensors[w.next_tensor].name, "' (",
          w.tensors.size() - w.next_tensor, " of ", w.tensors.size(), " tensors missing)");

@@ -137,6 +137,13 @@ class GgufWriter {
   void write_header();
   // Bytes must equal the declared size for the next tensor in order.
   void write_tensor_data(std::string_view name, const void* data, size_t nbytes);
+  // The next tensor's bytes in pieces: call repeatedly (same name) until the
+  // declared size is reached; the tensor is complete (and padded) with the
+  // chunk that reaches it. A chunk past the declared size, another tensor's
+  // data (or write_tensor_data) while one is partly written, and finish()
+  // with a partly written tensor throw g4::Error. Lets converters and the
+  // test-model generator stream multi-GB tensors through a small buffer.
+  void write_tensor_chunk(std::string_view name, const void* data, size_t nbytes);
   void finish();  // pads, flushes, closes; throws on I/O errors
 
  private:

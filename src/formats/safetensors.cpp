@@ -360,6 +360,7 @@ struct SafetensorsWriter::Impl {
   std::FILE* fp = nullptr;
   enum class State { Declaring, Writing, Finished } state = State::Declaring;
   size_t next = 0;
+  uint64_t partial = 0;  // bytes of infos[next] written so far by write_tensor_chunk()
 
   void write(const void* p, size_t n) {
     if (n && std::fwrite(p, 1, n, fp) != n)
@@ -441,18 +442,48 @@ void SafetensorsWriter::write_tensor_data(std::string_view name, const void* dat
   if (m.state != Impl::State::Writing) fail("safetensors '", m.path, "': tensor data written outside write_header()..finish()");
   if (m.next >= m.infos.size()) fail("safetensors '", m.path, "': tensor '", name, "' was not declared");
   const auto& t = m.infos[m.next];
+  if (m.partial > 0)
+    fail("safetensors '", m.path, "': write_tensor_data('", name, "') while tensor '", t.name,
+         "' is partly written (", m.partial, " of ", t.nbytes, " bytes by write_tensor_chunk)");
   if (t.name != name)
     fail("safetensors '", m.path, "': expected data of tensor '", t.name, "' next, got '", name, "'");
   if (t.nbytes != nbytes)
     fail("safetensors '", m.path, "': tensor '", t.name, "' needs ", t.nbytes, " bytes, got ", nbytes);
+  if (nbytes > 0 && !data) fail("safetensors '", m.path, "': tensor '", t.name, "': null data");
   m.write(data, nbytes);
   ++m.next;
+}
+
+void SafetensorsWriter::write_tensor_chunk(std::string_view name, const void* data, size_t nbytes) {
+  Impl& m = *impl_;
+  if (m.state != Impl::State::Writing) fail("safetensors '", m.path, "': tensor data written outside write_header()..finish()");
+  if (m.next >= m.infos.size()) fail("safetensors '", m.path, "': tensor '", name, "' was not declared");
+  const auto& t = m.infos[m.next];
+  if (t.name != name) {
+    if (m.partial > 0)
+      fail("safetensors '", m.path, "': data of tensor '", name, "' while tensor '", t.name, "' is incomplete (",
+           m.partial, " of ", t.nbytes, " bytes written)");
+    fail("safetensors '", m.path, "': expected data of tensor '", t.name, "' next, got '", name, "'");
+  }
+  if (nbytes > t.nbytes - m.partial)
+    fail("safetensors '", m.path, "': tensor '", t.name, "' needs ", t.nbytes, " bytes; a chunk of ", nbytes,
+         " after ", m.partial, " would exceed it");
+  if (nbytes > 0 && !data) fail("safetensors '", m.path, "': tensor '", t.name, "': null data");
+  m.write(data, nbytes);
+  m.partial += nbytes;
+  if (m.partial == t.nbytes) {
+    ++m.next;
+    m.partial = 0;
+  }
 }
 
 void SafetensorsWriter::finish() {
   Impl& m = *impl_;
   if (m.state == Impl::State::Declaring) write_header();
   if (m.state != Impl::State::Writing) fail("safetensors '", m.path, "': finish() called twice");
+  if (m.partial > 0)
+    fail("safetensors '", m.path, "': finish() with tensor '", m.infos[m.next].name, "' incomplete (", m.partial,
+         " of ", m.infos[m.next].nbytes, " bytes written)");
   if (m.next != m.infos.size())
     fail("safetensors '", m.path, "': finish() before the data of tensor '", m.infos[m.next].name, "'");
   const bool ok = std::fflush(m.fp) == 0;

@@ -91,6 +91,8 @@ class SafetensorsWriter {
   void add_tensor_info(std::string name, GgmlType type, std::vector<int64_t> hf_shape);
   void write_header();
   void write_tensor_data(std::string_view name, const void* data, size_t nbytes);
+  // One piece of the next tensor's bytes (same protocol as GgufWriter::write_tensor_chunk).
+  void write_tensor_chunk(std::string_view name, const void* data, size_t nbytes);
   void finish();
 
  private:

@@ -166,6 +166,19 @@ Model::Model(std::shared_ptr<const Checkpoint> ck, const ModelParams& params) : 
 
 void Model::reset() { cache_.clear(); }
 
+uint64_t Model::scratch_bytes() const {
+  uint64_t b = 0;
+  auto add = [&b](const auto& v) { b += v.capacity() * sizeof(v[0]); };
+  for (const auto* v : {&x_, &xn_, &q_, &kraw_, &vraw_, &att_, &o_, &gate_, &up_, &ffn_out_, &ple_, &ple_tok_, &pg_,
+                        &scores_, &r_, &router_logits_, &moe_w_, &xe_, &moe_out_, &ex_in_, &ex_h_, &ex_out_, &ex_w_,
+                        &logits_})
+    add(*v);
+  for (const auto* v : {&moe_idx_, &ex_count_, &ex_offset_, &ex_tok_, &ple_ids_}) add(*v);
+  for (const auto& v : cos_) add(v);
+  for (const auto& v : sin_) add(v);
+  return b;
+}
+
 std::span<const float> Model::forward(std::span<const int32_t> tokens, LogitsMode mode) {
   const ModelConfig& c = config();
   const int64_t n = static_cast<int64_t>(tokens.size());

@@ -61,6 +61,11 @@ class Model {
   const Checkpoint& checkpoint() const { return *ck_; }
   const ModelWeights& weights() const { return w_; }
   const KvCache& cache() const { return cache_; }
+  // Bytes of the scratch buffers sized at construction for max_batch tokens
+  // (activations, RoPE tables, attention scores over n_ctx, logits): with the
+  // KV cache and weights().copied_bytes() the model's anonymous memory; the
+  // weights themselves stay in the checkpoint's file mapping.
+  uint64_t scratch_bytes() const;
   float embed_scale() const { return embed_scale_; }
   // RoPE frequency table of layer `l` (head_dim/2 entries; 0 = lane pair does not rotate).
   const std::vector<float>& rope_freqs(int l) const { return freqs_[static_cast<size_t>(l)]; }

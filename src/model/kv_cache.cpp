@@ -29,22 +29,55 @@ KvCache::KvCache(const ModelConfig& c, int64_t n_ctx, int64_t max_batch) : n_ctx
     } else {
       l.capacity = n_ctx;
     }
-    const size_t n = static_cast<size_t>(l.capacity * l.row());
-    l.k.assign(n, 0.f);
-    l.v.assign(n, 0.f);
-    l.slot_pos.assign(static_cast<size_t>(l.capacity), -1);
+    // One reservation per layer: K, V (fp32 rows), then the slot tags. The
+    // kernel commits pages on first write; tags of untouched slots read 0 (empty).
+    const uint64_t kv = l.kv_bytes(l.capacity);
+    const uint64_t tags = uint64_t(l.capacity) * kTagBytes;
+    try {
+      l.mem = ReservedMemory(static_cast<size_t>(kv + tags));
+    } catch (const Error& e) {
+      fail("KV cache of layer ", i, " (", l.capacity, " positions × ", l.row(), " × 2 ", kElemType,
+           ") does not fit: ", e.what());
+    }
+    auto* base = static_cast<uint8_t*>(l.mem.data());
+    l.k = reinterpret_cast<float*>(base);
+    l.v = reinterpret_cast<float*>(base + kv / 2);
+    l.tags = reinterpret_cast<int64_t*>(base + kv);
   }
 }
 
 void KvCache::clear() {
   n_past_ = 0;
-  for (Layer& l : layers_) std::fill(l.slot_pos.begin(), l.slot_pos.end(), -1);
+  for (Layer& l : layers_) l.mem.discard();
 }
 
-uint64_t KvCache::bytes() const {
+uint64_t KvCache::kv_bytes() const {
   uint64_t b = 0;
   for (const Layer& l : layers_)
-    b += (l.k.size() + l.v.size()) * sizeof(float) + l.slot_pos.size() * sizeof(int64_t);
+    if (l.present) b += l.kv_bytes(l.capacity);
+  return b;
+}
+
+uint64_t KvCache::reserved_bytes() const {
+  uint64_t b = 0;
+  for (const Layer& l : layers_) b += l.mem.size();
+  return b;
+}
+
+uint64_t KvCache::bytes_for_tokens(int64_t n_tokens) const {
+  uint64_t b = 0;
+  if (n_tokens <= 0) return 0;
+  for (const Layer& l : layers_) {
+    if (!l.present) continue;
+    const int64_t slots = std::min(n_tokens, l.capacity);
+    b += l.kv_bytes(slots) + uint64_t(slots) * kTagBytes;
+  }
+  return b;
+}
+
+uint64_t KvCache::resident_bytes() const {
+  uint64_t b = 0;
+  for (const Layer& l : layers_) b += l.mem.resident_bytes();
   return b;
 }
 

@@ -57,6 +57,16 @@ struct Binder {
 
 }  // namespace
 
+uint64_t ModelWeights::copied_bytes() const {
+  uint64_t n = output_norm.size() + per_layer_proj_norm.size() + rope_freqs.size();
+  for (const LayerWeights& l : layers)
+    for (const std::vector<float>* v : {&l.attn_norm, &l.q_norm, &l.k_norm, &l.post_attention_norm, &l.ffn_norm,
+                                        &l.post_ffw_norm, &l.post_norm, &l.router_scale, &l.expert_scale,
+                                        &l.pre_ffw_norm_2, &l.post_ffw_norm_1, &l.post_ffw_norm_2})
+      n += v->size();
+  return n * sizeof(float);
+}
+
 ModelWeights ModelWeights::bind(const Checkpoint& ck) {
   const ModelConfig& c = ck.config();
   if (c.layers.size() != static_cast<size_t>(c.n_layers)) fail("model config of '", ck.path(), "' was not derived");

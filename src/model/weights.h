@@ -67,6 +67,9 @@ struct ModelWeights {
 
   // Throws g4::Error naming the tensor for a missing tensor or an uncomputable type.
   static ModelWeights bind(const Checkpoint& ck);
+  // Bytes of the fp32 copies made at bind time (norms, scalars, router scales,
+  // rope_freqs); matrices are not copied.
+  uint64_t copied_bytes() const;
 };
 
 // An fp32 copy of a small F32/F16/BF16 (or quantized) tensor.

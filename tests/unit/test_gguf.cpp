@@ -956,3 +956,99 @@ TEST(Dtype, RowBytes) {
   expect_error([] { ggml_row_bytes(GgmlType::Q6_K, 128); }, {"Q6_K", "256"});
   expect_error([] { ggml_row_bytes(GgmlType::F32, -1); }, {"-1"});
 }
+
+// ---------------------------------------------------------------------------
+// Chunked tensor data (write_tensor_chunk)
+
+TEST(GgufWriter, ChunkedTensorDataEqualsWholeWrites) {
+  TempDir dir;
+  const std::string whole = dir.file("whole.gguf"), chunked = dir.file("chunked.gguf");
+  struct T {
+    std::string name;
+    GgmlType type;
+    std::vector<int64_t> ne;
+  };
+  // Sizes that are not multiples of the alignment, so padding follows a
+  // tensor completed by its last chunk.
+  const std::vector<T> ts = {{"a", GgmlType::F32, {7, 3}},
+                             {"q", GgmlType::Q4_0, {64, 5}},
+                             {"b", GgmlType::F16, {1001}},
+                             {"c", GgmlType::Q8_0, {32, 1}}};
+  auto sizes = [&](const T& t) {
+    size_t n = 1;
+    for (int64_t d : t.ne) n *= static_cast<size_t>(d);
+    return ggml_row_bytes(t.type, static_cast<int64_t>(n));
+  };
+  auto write = [&](const std::string& p, bool chunks) {
+    GgufWriter w(p);
+    w.set("general.architecture", GgufValue::str("gemma4"));
+    for (const auto& t : ts) w.add_tensor_info(t.name, t.type, t.ne);
+    w.write_header();
+    for (size_t i = 0; i < ts.size(); ++i) {
+      const auto data = pattern(sizes(ts[i]), static_cast<uint8_t>(i + 3));
+      if (!chunks) {
+        w.write_tensor_data(ts[i].name, data.data(), data.size());
+        continue;
+      }
+      // Uneven pieces (1, 2, 3, … bytes), including an empty chunk.
+      size_t off = 0, k = 0;
+      w.write_tensor_chunk(ts[i].name, data.data(), 0);
+      while (off < data.size()) {
+        const size_t n = std::min(data.size() - off, ++k * 7 % 61 + 1);
+        w.write_tensor_chunk(ts[i].name, data.data() + off, n);
+        off += n;
+      }
+    }
+    w.finish();
+  };
+  write(whole, false);
+  write(chunked, true);
+  EXPECT_EQ(read_all(whole), read_all(chunked));
+  GgufFile g = GgufFile::open(chunked);
+  ASSERT_EQ(g.tensors().size(), ts.size());
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const auto expect = pattern(sizes(ts[i]), static_cast<uint8_t>(i + 3));
+    ASSERT_EQ(g.tensors()[i].nbytes, expect.size());
+    EXPECT_EQ(std::memcmp(g.tensors()[i].data, expect.data(), expect.size()), 0) << ts[i].name;
+  }
+}
+
+TEST(GgufWriter, ChunkMisuseIsAnError) {
+  TempDir dir;
+  const std::string p = dir.file("c.gguf");
+  std::vector<uint8_t> buf(64, 0x5A);
+  {
+    GgufWriter w(p);
+    w.add_tensor_info("a", GgmlType::F32, {4});  // 16 bytes
+    w.add_tensor_info("b", GgmlType::F32, {2});  // 8 bytes
+    expect_error([&] { w.write_tensor_chunk("a", buf.data(), 4); }, {"before write_header"});
+    w.write_header();
+    expect_error([&] { w.write_tensor_chunk("b", buf.data(), 4); }, {"expected data for tensor 'a'", "'b'"});
+    expect_error([&] { w.write_tensor_chunk("a", buf.data(), 17); }, {"'a'", "needs 16 bytes", "17"});
+    w.write_tensor_chunk("a", buf.data(), 10);
+    expect_error([&] { w.write_tensor_chunk("a", buf.data(), 7); }, {"'a'", "needs 16 bytes", "after 10"});
+    expect_error([&] { w.write_tensor_chunk("a", nullptr, 2); }, {"'a'", "null data"});
+    expect_error([&] { w.write_tensor_chunk("b", buf.data(), 8); }, {"'b'", "'a' is incomplete", "10 of 16"});
+    expect_error([&] { w.write_tensor_data("a", buf.data(), 16); }, {"'a' is partly written", "10 of 16"});
+    expect_error([&] { w.finish(); }, {"'a' incomplete", "10 of 16"});
+    w.write_tensor_chunk("a", buf.data(), 6);  // completes 'a'
+    expect_error([&] { w.write_tensor_chunk("a", buf.data(), 1); }, {"expected data for tensor 'b'"});
+    w.write_tensor_data("b", buf.data(), 8);  // whole and chunked writes mix per tensor
+    expect_error([&] { w.write_tensor_chunk("b", buf.data(), 1); }, {"already written"});
+    w.finish();
+  }
+  GgufFile g = GgufFile::open(p);
+  ASSERT_EQ(g.tensors().size(), 2u);
+  EXPECT_EQ(std::memcmp(g.tensor("a")->data, buf.data(), 16), 0);
+  {
+    // A writer abandoned mid-tensor leaves nothing behind.
+    const std::string q = dir.file("abandoned.gguf");
+    {
+      GgufWriter w(q);
+      w.add_tensor_info("a", GgmlType::F32, {4});
+      w.write_header();
+      w.write_tensor_chunk("a", buf.data(), 8);
+    }
+    EXPECT_FALSE(fs::exists(q));
+  }
+}

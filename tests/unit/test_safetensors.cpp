@@ -404,3 +404,79 @@ TEST(SafetensorsCheckpoint, CorruptShardIsNamed) {
   write_index(dir / "model.safetensors.index.json", {{"w1", "s1.safetensors"}});
   expect_error([&] { SafetensorsCheckpoint::open(dir.path().string()); }, {"s1.safetensors", "'w1'"});
 }
+
+// ---------------------------------------------------------------------------
+// Chunked tensor data (write_tensor_chunk)
+
+TEST(Safetensors, ChunkedWritesEqualWholeWrites) {
+  TempDir dir;
+  std::vector<float> big(1000);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<float>(i) * 0.5f - 3.f;
+  const std::vector<uint16_t> h = {0x3c00, 0x4000, 0xc000};
+  auto write = [&](const std::string& p, bool chunks) {
+    SafetensorsWriter w(p);
+    w.add_tensor_info("big", GgmlType::F32, {10, 100});
+    w.add_tensor_info("empty", GgmlType::F32, {0});
+    w.add_tensor_info("h", GgmlType::F16, {3});
+    w.write_header();
+    if (!chunks) {
+      w.write_tensor_data("big", big.data(), big.size() * 4);
+      w.write_tensor_data("empty", nullptr, 0);
+      w.write_tensor_data("h", h.data(), 6);
+    } else {
+      const auto* b = reinterpret_cast<const uint8_t*>(big.data());
+      size_t off = 0, k = 0;
+      while (off < big.size() * 4) {
+        const size_t n = std::min(big.size() * 4 - off, ++k * 13 % 97 + 1);  // uneven, unaligned pieces
+        w.write_tensor_chunk("big", b + off, n);
+        off += n;
+      }
+      w.write_tensor_chunk("empty", nullptr, 0);  // a zero-byte tensor is complete at once
+      w.write_tensor_chunk("h", h.data(), 6);
+    }
+    w.finish();
+  };
+  write(dir / "whole.safetensors", false);
+  write(dir / "chunked.safetensors", true);
+  EXPECT_EQ(read_all(dir / "whole.safetensors"), read_all(dir / "chunked.safetensors"));
+  SafetensorsFile f = SafetensorsFile::open(dir / "chunked.safetensors");
+  ASSERT_NE(f.tensor("big"), nullptr);
+  ASSERT_EQ(f.tensor("big")->nbytes, big.size() * 4);
+  EXPECT_EQ(std::memcmp(f.tensor("big")->data, big.data(), big.size() * 4), 0);
+  EXPECT_EQ(std::memcmp(f.tensor("h")->data, h.data(), 6), 0);
+}
+
+TEST(Safetensors, ChunkMisuseIsAnError) {
+  TempDir dir;
+  const float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  {
+    SafetensorsWriter w(dir / "c.safetensors");
+    w.add_tensor_info("t", GgmlType::F32, {4});
+    w.add_tensor_info("u", GgmlType::F32, {2});
+    expect_error([&] { w.write_tensor_chunk("t", x, 4); }, {"outside"});
+    w.write_header();
+    expect_error([&] { w.write_tensor_chunk("u", x, 4); }, {"'t'", "'u'"});
+    expect_error([&] { w.write_tensor_chunk("t", x, 20); }, {"'t'", "needs 16 bytes", "20"});
+    w.write_tensor_chunk("t", x, 12);
+    expect_error([&] { w.write_tensor_chunk("t", x, 8); }, {"'t'", "needs 16 bytes", "after 12"});
+    expect_error([&] { w.write_tensor_chunk("t", nullptr, 4); }, {"'t'", "null data"});
+    expect_error([&] { w.write_tensor_chunk("u", x, 8); }, {"'u'", "'t' is incomplete", "12 of 16"});
+    expect_error([&] { w.write_tensor_data("t", x, 16); }, {"'t' is partly written", "12 of 16"});
+    expect_error([&] { w.finish(); }, {"'t' incomplete", "12 of 16"});
+    w.write_tensor_chunk("t", x + 3, 4);
+    w.write_tensor_chunk("u", x, 8);
+    expect_error([&] { w.write_tensor_chunk("v", x, 4); }, {"'v'", "not declared"});
+    w.finish();
+  }
+  SafetensorsFile f = SafetensorsFile::open(dir / "c.safetensors");
+  const float expect_t[4] = {1, 2, 3, 4};
+  EXPECT_EQ(std::memcmp(f.tensor("t")->data, expect_t, 16), 0);
+  {
+    SafetensorsWriter w(dir / "abandoned.safetensors");
+    w.add_tensor_info("t", GgmlType::F32, {4});
+    w.write_header();
+    w.write_tensor_chunk("t", x, 8);
+  }
+  EXPECT_FALSE(fs::exists(dir / "abandoned.safetensors"));
+  EXPECT_FALSE(fs::exists(dir / "abandoned.safetensors.tmp"));
+}
