@@ -9,10 +9,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tools/checksum.h"
+
 #include "cli/commands.h"
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "model/checkpoint.h"
+#include "model/kv_cache.h"
 
 namespace g4::cli {
 namespace {
@@ -21,6 +24,7 @@ struct InfoOptions {
   std::string model;
   int64_t ctx = 0;
   bool json = false;
+  bool checksums = false;
 };
 
 std::string human_bytes(uint64_t b) {
@@ -102,6 +106,27 @@ double clean(float f) {
   return std::strtod(buf, nullptr);
 }
 
+// Per-tensor value checksums (elements widened to f32, so BF16 and F32 copies of
+// the same values agree) and one checksum over all of them in name order.
+struct Checksums {
+  std::map<std::string, std::string> per_tensor;
+  std::string all;
+};
+Checksums compute_checksums(const Checkpoint& ck) {
+  Checksums out;
+  for (const TensorView& t : ck.tensors()) out.per_tensor[t.name] = checksum_hex(tensor_value_checksum(t));
+  Xxh64 h;
+  for (const auto& [name, sum] : out.per_tensor) {
+    // rope_freqs is synthesised by GGUF converters from the config; HF folders
+    // do not store it, so it stays out of the combined checksum.
+    if (name == "rope_freqs.weight") continue;
+    h.update(name.data(), name.size() + 1);
+    h.update(sum.data(), sum.size());
+  }
+  out.all = checksum_hex(h.digest());
+  return out;
+}
+
 void run_info(const InfoOptions& o) {
   const Checkpoint ck = Checkpoint::open(o.model);
   const ModelConfig& c = ck.config();
@@ -117,7 +142,10 @@ void run_info(const InfoOptions& o) {
   }
   std::string types;
   for (const auto& [name, n] : type_counts) types += (types.empty() ? "" : ", ") + name + ": " + std::to_string(n);
-  const uint64_t kv = c.kv_cache_bytes(ctx, 2.0), kv4k = c.kv_cache_bytes(4096, 2.0);
+  // The engine's cache stores fp32 K and V (KvCache::kElemBytes); sliding
+  // layers hold at most the window, KV-shared layers nothing.
+  const double kv_elem = KvCache::kElemBytes;
+  const uint64_t kv = c.kv_cache_bytes(ctx, kv_elem), kv4k = c.kv_cache_bytes(4096, kv_elem);
   const bool gguf = ck.format() == CheckpointFormat::Gguf;
   const std::vector<LayerKind> kinds = layer_kinds(c);
   int n_sliding = 0;
@@ -191,11 +219,17 @@ void run_info(const InfoOptions& o) {
     j["weights_bytes"] = weights;
     j["dead_weights_bytes"] = dead;
     j["ctx"] = ctx;
+    j["kv_cache_dtype"] = KvCache::kElemType;
     j["kv_cache_bytes"] = kv;
     j["kv_cache_bytes_4096"] = kv4k;
     j["total_bytes"] = weights + kv;
     j["total_bytes_4096"] = weights + kv4k;
     j["notes"] = ck.notes();
+    if (o.checksums) {
+      const Checksums cs = compute_checksums(ck);
+      j["weights_checksum"] = cs.all;
+      j["checksums"] = cs.per_tensor;
+    }
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
@@ -261,10 +295,22 @@ void run_info(const InfoOptions& o) {
   row("by type", types);
   row("weights", bytes_row(weights));
   if (dead) row("dead (unused) weights", bytes_row(dead));
-  os << "memory (weights + f16 KV cache)\n";
+  os << "memory (weights, mapped from the file, + " << KvCache::kElemType << " KV cache)\n";
   row("ctx " + std::to_string(ctx), bytes_row(weights + kv) + ", KV " + human_bytes(kv));
   if (ctx != 4096) row("ctx 4096", bytes_row(weights + kv4k) + ", KV " + human_bytes(kv4k));
+  {
+    char mib[32];
+    std::snprintf(mib, sizeof mib, "%.1f MiB", static_cast<double>(kv) / (1024.0 * 1024.0));
+    os << "KV cache at ctx " << ctx << ": " << mib << " (" << KvCache::kElemType
+       << " K and V; sliding layers capped at the window, shared layers 0; reserved up front, resident as positions "
+          "fill)\n";
+  }
   for (const std::string& n : ck.notes()) os << "note: " << n << "\n";
+  if (o.checksums) {
+    const Checksums cs = compute_checksums(ck);
+    os << "weights checksum (values as f32, all tensors but rope_freqs): " << cs.all << "\n";
+    for (const auto& [name, sum] : cs.per_tensor) os << "  " << sum << "  " << name << "\n";
+  }
   std::fputs(os.str().c_str(), stdout);
 }
 
@@ -277,6 +323,9 @@ void add_info_command(CLI::App& app) {
   cmd->add_option("--ctx", o->ctx, "context length for the KV cache estimate (default: the model's maximum)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 26));
   cmd->add_flag("--json", o->json, "print one JSON object");
+  cmd->add_flag("--checksums", o->checksums,
+                "also print a checksum of every tensor's values (as f32) and of all of them together, "
+                "so a GGUF and a HF folder holding the same weights can be compared");
   cmd->callback([o] { run_info(*o); });
 }
 

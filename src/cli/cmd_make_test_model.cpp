@@ -16,6 +16,7 @@ void add_make_test_model_command(CLI::App& app) {
     uint64_t seed = 0;
     int threads = 0;
     int vocab_size = 0;
+    bool dequantized = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -30,8 +31,9 @@ void add_make_test_model_command(CLI::App& app) {
   cmd->add_option("--format", args->format, "gguf (one file) or hf (folder with config.json, model.safetensors, tokenizer.json)")
       ->check(CLI::IsMember({"gguf", "hf"}))
       ->capture_default_str();
-  cmd->add_option("--type", args->type, "Weight type: f32, f16, bf16 (GGUF keeps 1-D tensors in f32)")
-      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
+  cmd->add_option("--type", args->type,
+                  "Weight type: f32, f16, bf16; GGUF also q8_0, q4_0 (GGUF keeps 1-D tensors and the MoE router in f32)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}))
       ->capture_default_str();
   cmd->add_option("--seed", args->seed, "Seed; the same seed gives identical weights in both formats")
       ->capture_default_str();
@@ -41,6 +43,9 @@ void add_make_test_model_command(CLI::App& app) {
   cmd->add_option("--vocab-size", args->vocab_size, "Size of the synthetic vocabulary (>= 1024; 0 = 1024 for tiny, 262144 for full)")
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "Generator threads (0 = all cores)")->capture_default_str();
+  cmd->add_flag("--dequantized", args->dequantized,
+                "GGUF: write every tensor as f32 holding exactly the values of the --type file "
+                "(quantized and expanded back): the same numbers without the quantized kernels");
 
   cmd->callback([args] {
     TestModelOptions o;
@@ -53,6 +58,7 @@ void add_make_test_model_command(CLI::App& app) {
     o.vocab_path = args->vocab;
     o.synthetic_vocab_size = args->vocab_size;
     o.threads = args->threads;
+    o.dequantized = args->dequantized;
     const TestModelResult r = write_test_model(o);
     const ModelConfig& c = r.config;
     std::printf("wrote %s (%s, %s %s, %s, seed %llu)\n", r.path.c_str(), args->format.c_str(), args->arch.c_str(),

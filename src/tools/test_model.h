@@ -4,8 +4,10 @@
 // A test model has the tensor names, shapes, dtypes and metadata of a real
 // checkpoint (tensor list from text_tensor_specs(), so there is one source of
 // truth), in either format:
-//   * GGUF: llama.cpp conventions (gemma4.* keys, tokenizer.ggml.*, 1-D tensors
-//     and rope_freqs in F32, the rest in the chosen type);
+//   * GGUF: llama.cpp conventions (gemma4.* keys, tokenizer.ggml.*, 1-D tensors,
+//     rope_freqs and the MoE router in F32, the rest in the chosen type: F32,
+//     F16, BF16, or Q8_0 / Q4_0 quantized from the same f32 values with the
+//     kernels' reference quantizers, see test_tensor_type());
 //   * HF:   a folder with config.json (Gemma4ForConditionalGeneration nesting),
 //     model.safetensors (prefix model.language_model.), tokenizer.json,
 //     tokenizer_config.json and generation_config.json; every tensor in the
@@ -14,8 +16,8 @@
 // Weights are a pure function of (seed, HF tensor name, element index): element
 // i of a tensor is drawn from a counter-based generator keyed by the tensor, in
 // HF row-major order (= ggml order), so the GGUF and HF outputs of one seed hold
-// identical values (1-D tensors that GGUF keeps in F32 are rounded to the chosen
-// type first). Generation streams tensor by tensor and is multi-threaded.
+// identical values (tensors that GGUF keeps in F32 are rounded to the chosen
+// float type first). Generation streams tensor by tensor and is multi-threaded.
 //
 // Scales: `tiny` keeps every mechanism of a family at small width (sliding and
 // full layers with different head dims, the layer pattern, a window of 16/32
@@ -96,11 +98,29 @@ void write_hf_tokenizer_files(const std::string& dir, const TestVocab& v);
 // ---- weights ---------------------------------------------------------------
 
 // How a tensor's values are drawn: uniform in [lo, hi) unless `fixed` (values
-// are computed, e.g. rope_freqs).
+// are computed, e.g. rope_freqs); elements [zero_begin, zero_end) are exactly 0.
+//
+// The ranges keep the random models well-conditioned like trained ones, so
+// that two correct implementations with different rounding (llama.cpp rounds
+// GELU inputs/outputs to fp16) stay close: layer_scalar near 1 (a strong
+// residual stream; small scalars make each layer's output dominate and the
+// model chaotic), soft attention (q·k logits of std ~1), matrices with
+// variance 1/fan_in, norms around 1 and the attention/FFN post-norms around
+// 2.5 (so the residual is mostly context and the tied head does not copy the
+// input token; the narrow PLE branch stays at ~1, where it amplifies no noise).
+// MoE models (26B-A4B) route on a subspace of the residual stream that only the
+// token embedding writes: post_attention_norm / post_ffw_norm are 0 on the
+// first H/8 channels and the router scale is 0 on the others, so the expert
+// choice is a function of the token (computed exactly by any implementation)
+// and never flips on a near-tie of router logits; the router weights, top-k,
+// renormalisation, per-expert scale and experts are all still exercised.
 struct TestInit {
   float lo = 0.f, hi = 0.f;
   bool fixed = false;
+  uint64_t zero_begin = 0, zero_end = 0;
 };
+// Channels [0, n) of the residual stream that MoE test models route on (0 for dense models).
+int64_t test_router_channels(const ModelConfig& c);
 TestInit test_init_for(const TensorSpec& s, const ModelConfig& c);
 // 64-bit key of a tensor: mixes `seed` with its HF name (GGUF name when the
 // tensor has no HF counterpart).
@@ -108,8 +128,19 @@ uint64_t test_tensor_key(uint64_t seed, const TensorSpec& s);
 // Elements [begin, begin+count) of a tensor as float32 (before dtype rounding).
 void generate_test_values(uint64_t key, const TestInit& init, uint64_t begin, uint64_t count, float* out);
 
-// Storage type of a tensor: GGUF keeps 1-D tensors (norms, scalars, rope_freqs)
-// in F32; HF uses `type` for everything.
+// Storage type of a tensor. HF: `type` for everything (F32, F16, BF16).
+// GGUF, following llama.cpp's converter and llama-quantize:
+//   * 1-D tensors (norms, scalars) and rope_freqs: F32;
+//   * the MoE router ffn_gate_inp.weight: F32 (the converter forces it, and
+//     llama-quantize never quantizes it);
+//   * Q8_0 / Q4_0 files: per_layer_model_proj stays in the source type (F32;
+//     llama-quantize skips it); token_embd and per_layer_token_embd (tied
+//     embeddings are quantized like the output head) are Q8_0 — llama-quantize
+//     picks Q8_0 for Q8_0 files, and Q6_K for Q4_0 files, falling back to Q8_0
+//     when the row is not a multiple of 256 (every tiny model); full-scale rows
+//     would be Q6_K there, which our kernels lack, so Q8_0 stands in;
+//     rows whose length is not a multiple of 32 are F16 (llama-quantize's
+//     fallback for 32-element block types); every other 2-D/3-D weight: `type`.
 GgmlType test_tensor_type(const TensorSpec& s, TestFormat f, GgmlType type);
 
 // ---- the generator ---------------------------------------------------------
@@ -118,12 +149,16 @@ struct TestModelOptions {
   TestArch arch = TestArch::E2B;
   TestScale scale = TestScale::Tiny;
   TestFormat format = TestFormat::Gguf;
-  GgmlType type = GgmlType::F32;  // F32, F16 or BF16
+  GgmlType type = GgmlType::F32;  // F32, F16, BF16; GGUF also Q8_0, Q4_0 (see test_tensor_type)
   uint64_t seed = 0;
   std::string out;                // GGUF file path, or HF folder (created)
   std::string vocab_path;         // real vocab GGUF; empty = synthetic vocab
   int synthetic_vocab_size = 0;   // 0: 1024 for tiny, 262144 (real shapes) for full
   int threads = 0;                // 0 = hardware concurrency
+  // GGUF only: store every tensor as F32 holding exactly the values the file
+  // of `type` holds (block types quantized and expanded back, F16 rows
+  // rounded): the same numbers, computed without the quantized kernels.
+  bool dequantized = false;
 };
 
 struct TestModelResult {

@@ -11,10 +11,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "formats/gguf.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/tensor_specs.h"
+#include "model/weights.h"
 #include "text/tokenizer.h"
 #include "tools/checksum.h"
 #include "tools/test_model.h"
@@ -291,6 +293,10 @@ TEST(TestModelWeights, InitRangesAndDeterminism) {
     generate_test_values(test_tensor_key(1, s), init, 0, n, b.data());
     for (uint64_t i = 0; i < n; ++i) {
       ASSERT_EQ(a[i], b[i]);
+      if (i >= init.zero_begin && i < init.zero_end) {  // the MoE router's channels
+        ASSERT_EQ(a[i], 0.f) << s.gguf_name << "[" << i << "]";
+        continue;
+      }
       ASSERT_GE(a[i], init.lo) << s.gguf_name;
       ASSERT_LT(a[i], init.hi) << s.gguf_name;
     }
@@ -298,8 +304,10 @@ TEST(TestModelWeights, InitRangesAndDeterminism) {
       EXPECT_GE(init.lo, 0.3f);
       EXPECT_LE(init.hi, 1.0f);
     }
+    const bool branch_post_norm = s.gguf_name.ends_with("post_attention_norm.weight") ||
+                                  s.gguf_name.ends_with("post_ffw_norm.weight");
     if (s.role == TensorRole::Norm && !s.gguf_name.ends_with("q_norm.weight") && !s.gguf_name.ends_with("k_norm.weight")) {
-      EXPECT_NEAR(0.5f * (init.lo + init.hi), 1.0f, 1e-6) << s.gguf_name;
+      EXPECT_NEAR(0.5f * (init.lo + init.hi), branch_post_norm ? 2.5f : 1.0f, 1e-6) << s.gguf_name;
     }
     // A sub-range equals the same elements of the whole (multi-threading).
     if (n > 100) {
@@ -496,4 +504,179 @@ TEST(TestModelFiles, TokenizerFromGgufAndHfAgree) {
   const auto turn = tg.encode("<|turn>user\n", /*parse_special=*/true);
   ASSERT_FALSE(turn.empty());
   EXPECT_EQ(turn[0], 105);
+}
+
+// ---------------------------------------------------------------------------
+// Quantized GGUF output (--type q8_0 / q4_0): storage types follow llama.cpp's
+// converter + llama-quantize, and every tensor dequantizes to the f32 values
+// of the same seed within the type's quantization error.
+
+namespace {
+
+// Largest |x| of elements [b, b+32).
+float block_amax(const std::vector<float>& v, size_t b) {
+  float m = 0;
+  for (size_t i = b; i < b + 32 && i < v.size(); ++i) m = std::max(m, std::fabs(v[i]));
+  return m;
+}
+
+}  // namespace
+
+class TestModelQuantized : public ::testing::TestWithParam<std::tuple<TestArch, GgmlType>> {};
+
+TEST_P(TestModelQuantized, OpensAndDequantizesWithinTheQuantizationError) {
+  const auto [arch, type] = GetParam();
+  const std::string tag = std::string(test_arch_name(arch)) + "-" + ggml_type_name(type);
+  TestModelOptions o;
+  o.arch = arch;
+  o.type = type;
+  o.seed = 77;
+  o.threads = 2;
+  o.out = (temp_dir() / (tag + ".gguf")).string();
+  const TestModelResult r = write_test_model(o);
+  const ModelConfig c = test_model_config(arch, TestScale::Tiny, 1024);
+  const Checkpoint ck = Checkpoint::open(r.path);
+  expect_same_config(ck.config(), c, tag);
+  EXPECT_EQ(ck.gguf()->get_u64("general.file_type"), type == GgmlType::Q8_0 ? 7u : 2u);
+
+  std::map<GgmlType, int> by_type;
+  int quantized_matrices = 0;
+  for (const TensorSpec& s : written_specs(c, TestFormat::Gguf)) {
+    SCOPED_TRACE(s.gguf_name);
+    const TensorView& t = ck.require(s.gguf_name);
+    ASSERT_EQ(t.ne, s.ne);
+    const GgmlType want = test_tensor_type(s, TestFormat::Gguf, type);
+    ASSERT_EQ(t.type, want);
+    ++by_type[t.type];
+    // The storage rules (llama.cpp's converter and llama-quantize).
+    if (s.ne.size() <= 1 || s.role == TensorRole::RopeFreqs) EXPECT_EQ(t.type, GgmlType::F32);
+    else if (s.gguf_name.ends_with("ffn_gate_inp.weight") || s.gguf_name == "per_layer_model_proj.weight")
+      EXPECT_EQ(t.type, GgmlType::F32);
+    else if (s.gguf_name == "token_embd.weight" || s.gguf_name == "per_layer_token_embd.weight")
+      EXPECT_EQ(t.type, GgmlType::Q8_0);
+    else if (s.ne[0] % 32 != 0) EXPECT_EQ(t.type, GgmlType::F16);
+    else EXPECT_EQ(t.type, type);
+
+    if (s.role == TensorRole::RopeFreqs) continue;
+    const size_t n = static_cast<size_t>(t.nelements());
+    std::vector<float> want_vals(n);
+    generate_test_values(test_tensor_key(77, s), test_init_for(s, c), 0, n, want_vals.data());
+    const std::vector<float> got = tensor_to_f32(t);
+    ASSERT_EQ(got.size(), n);
+    if (t.type == GgmlType::F32) {
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(got[i], want_vals[i]) << i;
+    } else if (t.type == GgmlType::F16) {
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(got[i], fp16_to_f32(f32_to_fp16(want_vals[i]))) << i;
+    } else {
+      // Q8_0: step d = amax/127, error <= d/2 + 127·d·2^-11 (d is stored in
+      // fp16); Q4_0: step amax/8, error <= one step (at the clamped end)
+      // + 8·step·2^-11.
+      ++quantized_matrices;
+      double worst_rel = 0, sum_sq_err = 0, sum_sq = 0;
+      for (size_t b = 0; b < n; b += 32) {
+        const float amax = block_amax(want_vals, b);
+        const float bound = t.type == GgmlType::Q8_0 ? amax / 127.f * 0.563f + 1e-7f : amax / 8.f * 1.005f + 1e-7f;
+        for (size_t i = b; i < b + 32; ++i) {
+          const float e = std::fabs(got[i] - want_vals[i]);
+          ASSERT_LE(e, bound) << "element " << i << ": " << got[i] << " vs " << want_vals[i];
+          if (amax > 0) worst_rel = std::max(worst_rel, static_cast<double>(e / amax));
+          sum_sq_err += static_cast<double>(e) * e;
+          sum_sq += static_cast<double>(want_vals[i]) * want_vals[i];
+        }
+      }
+      // Really quantized (not f32 in disguise), and as accurate as the type allows.
+      EXPECT_GT(worst_rel, 0.0);
+      const double rel_rms = std::sqrt(sum_sq_err / sum_sq);
+      if (t.type == GgmlType::Q8_0) EXPECT_LT(rel_rms, 0.01);
+      else EXPECT_LT(rel_rms, 0.12);
+    }
+  }
+  EXPECT_GT(quantized_matrices, 10);
+  EXPECT_GT(by_type[type], 10);
+  EXPECT_EQ(by_type[GgmlType::Q8_0] + by_type[GgmlType::Q4_0] + by_type[GgmlType::F16] + by_type[GgmlType::F32],
+            static_cast<int>(written_specs(c, TestFormat::Gguf).size()));
+}
+
+TEST_P(TestModelQuantized, DequantizedTwinHoldsTheSameValuesInF32) {
+  const auto [arch, type] = GetParam();
+  const std::string tag = std::string(test_arch_name(arch)) + "-" + ggml_type_name(type);
+  TestModelOptions o;
+  o.arch = arch;
+  o.type = type;
+  o.seed = 78;
+  o.out = (temp_dir() / (tag + "-q.gguf")).string();
+  write_test_model(o);
+  o.dequantized = true;
+  o.out = (temp_dir() / (tag + "-twin.gguf")).string();
+  write_test_model(o);
+  const Checkpoint q = Checkpoint::open((temp_dir() / (tag + "-q.gguf")).string());
+  const Checkpoint d = Checkpoint::open((temp_dir() / (tag + "-twin.gguf")).string());
+  EXPECT_EQ(d.gguf()->get_u64("general.file_type"), 0u);
+  int n = 0;
+  for (const TensorView& t : q.tensors()) {
+    const TensorView& u = d.require(t.name);
+    ASSERT_EQ(u.type, GgmlType::F32) << t.name;
+    ASSERT_EQ(u.ne, t.ne) << t.name;
+    const std::vector<float> a = tensor_to_f32(t), b = tensor_to_f32(u);
+    ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << t.name;
+    ++n;
+  }
+  EXPECT_EQ(n, static_cast<int>(d.tensors().size()));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllArchs, TestModelQuantized,
+                         ::testing::Combine(::testing::ValuesIn(kArchs),
+                                            ::testing::Values(GgmlType::Q8_0, GgmlType::Q4_0)),
+                         [](const auto& info) {
+                           std::string n = std::string(test_arch_name(std::get<0>(info.param))) + "_" +
+                                           ggml_type_name(std::get<1>(info.param));
+                           for (char& ch : n)
+                             if (ch == '-') ch = '_';
+                           return n;
+                         });
+
+TEST(TestModelQuantized, HfOutputRefusesBlockTypes) {
+  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0}) {
+    TestModelOptions o;
+    o.arch = TestArch::E2B;
+    o.format = TestFormat::Hf;
+    o.type = type;
+    o.out = (temp_dir() / "hf-quant").string();
+    try {
+      write_test_model(o);
+      ADD_FAILURE() << "HF output accepted " << ggml_type_name(type);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--format gguf"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(temp_dir() / "hf-quant" / "model.safetensors"));
+  }
+  TestModelOptions o;
+  o.format = TestFormat::Hf;
+  o.dequantized = true;
+  o.out = (temp_dir() / "hf-deq").string();
+  EXPECT_THROW(write_test_model(o), Error);
+}
+
+TEST(TestModelQuantized, MoeRoutesOnChannelsOnlyTheEmbeddingWrites) {
+  // The router reads channels [0, H/8) (its scale is 0 elsewhere) and the
+  // attention / FFN branches never write them (their post-norms are 0 there).
+  const ModelConfig c = test_model_config(TestArch::A26B, TestScale::Tiny, 1024);
+  const int64_t rc = test_router_channels(c);
+  ASSERT_EQ(rc, c.hidden / 8);
+  EXPECT_EQ(test_router_channels(test_model_config(TestArch::D31B, TestScale::Tiny, 1024)), 0);
+  int checked = 0;
+  for (const TensorSpec& s : text_tensor_specs(c, true)) {
+    const bool scale = s.gguf_name.ends_with("ffn_gate_inp.scale");
+    const bool post = s.gguf_name.ends_with("post_attention_norm.weight") || s.gguf_name.ends_with("post_ffw_norm.weight");
+    if (!scale && !post) continue;
+    std::vector<float> v(static_cast<size_t>(c.hidden));
+    generate_test_values(test_tensor_key(5, s), test_init_for(s, c), 0, v.size(), v.data());
+    for (int64_t i = 0; i < c.hidden; ++i) {
+      const bool zero = scale ? i >= rc : i < rc;
+      if (zero) ASSERT_EQ(v[static_cast<size_t>(i)], 0.f) << s.gguf_name << "[" << i << "]";
+      else ASSERT_GT(v[static_cast<size_t>(i)], 0.5f) << s.gguf_name << "[" << i << "]";
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 3 * c.n_layers);
 }
