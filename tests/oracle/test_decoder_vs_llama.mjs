@@ -1,0 +1,308 @@
+#!/usr/bin/env node
+// The decoder against llama.cpp (node-llama-cpp 3.21.1, CPU, F32 KV cache, no
+// flash attention, 1 thread): same GGUF, same token ids, full next-token
+// distributions from both sides.
+//
+// Matrix: every tiny family (e2b, e4b, 26b-a4b, 31b) x weight type (f32, f16,
+// q8_0, q4_0) x prompt length (1, 7, W-1, W, W+1, 3W+5; W = the family's
+// sliding window), plus a 64-token greedy continuation of the 7-token prompt.
+// A prompt case checks every position of the prompt, the greedy case every
+// step; the table shows the worst KL per case.
+//
+// Checks (bounds from the issue):
+//   * KL(llama.cpp || ours) = sum p_llama (log p_llama - log p_ours) over the
+//     whole vocabulary <= 1e-4 (f32, f16) / 1e-3 (q8_0, q4_0);
+//   * identical top-1; a differing top-1 is tolerated (and reported) only at a
+//     near-tie: top-2 log-prob gap < 0.05 on either side;
+//   * 64 greedy tokens identical on both sides (each side runs its own greedy
+//     loop); a divergence is tolerated (and reported) only at a near-tie. KL
+//     along the continuation is measured on our tokens (llama.cpp teacher-forced).
+//
+// Q8_0 / Q4_0: llama.cpp quantizes the activations to 8 bits for these
+// matmuls (we compute in f32 on the same weights), which on these tiny random
+// models moves the distribution by KL ~1e-3..1e-2 by itself. Each quantized
+// file therefore also has an f32 twin (`make-test-model --dequantized`: the
+// identical weight values in F32), evaluated by llama.cpp too:
+//   KL_twin = KL(llama.cpp on the twin || ours on the quantized file) must be
+//             <= 1e-4 always (our quantized kernels vs llama.cpp's f32 math on
+//             identical numbers: the f32 bound);
+//   KL_self = KL(llama.cpp quantized || llama.cpp twin) measures llama.cpp's own
+//             activation rounding.
+// A position whose KL exceeds 1e-3 passes only as "q-act" (counted and
+// printed, never silently): KL_twin <= 1e-4 and sqrt(KL) <= sqrt(KL_self) +
+// sqrt(1e-4), i.e. we are as far from llama.cpp as llama.cpp is from itself.
+// Likewise a differing top-1 or greedy token passes as "q-act" only when
+// llama.cpp on the twin agrees with us there.
+//
+// usage: node test_decoder_vs_llama.mjs --gemma4 PATH [--workdir DIR]
+//          [--arch e2b,e4b,26b-a4b,31b] [--types f32,f16,q8_0,q4_0] [--seed N]
+//          [--greedy 64] [--json-out FILE] [--keep]
+// Exit codes: 0 all passed, 1 failures, 77 skipped (oracle missing and not
+// required). With CI=true or GEMMA4_REQUIRE_ORACLES=1 a missing oracle fails.
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+
+const required = process.env.CI === "true" || process.env.GEMMA4_REQUIRE_ORACLES === "1";
+
+function arg(name, def) {
+    const i = process.argv.indexOf(name);
+    return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : def;
+}
+const gemma4 = arg("--gemma4");
+const workdir = arg("--workdir", path.join(process.env.TMPDIR || "/tmp", `gemma4-vs-llama-${process.pid}`));
+const archs = arg("--arch", "e2b,e4b,26b-a4b,31b").split(",");
+const types = arg("--types", "f32,f16,q8_0,q4_0").split(",");
+const seed = Number(arg("--seed", "11"));
+const greedySteps = Number(arg("--greedy", "64"));
+const jsonOut = arg("--json-out");
+const keep = process.argv.includes("--keep");
+
+const KL_BOUND = { f32: 1e-4, f16: 1e-4, bf16: 1e-4, q8_0: 1e-3, q4_0: 1e-3 };
+const KL_F32 = 1e-4;       // ours on a quantized file vs llama.cpp on its f32 twin
+const NEAR_TIE = 0.05;     // top-2 log-prob gap
+const isQuant = (t) => t === "q8_0" || t === "q4_0";
+
+function missing(what) {
+    if (required) {
+        console.error(`FAIL: ${what} (required: CI=true or GEMMA4_REQUIRE_ORACLES=1)`);
+        process.exit(1);
+    }
+    console.log(`SKIP: ${what}`);
+    process.exit(77);
+}
+
+if (!gemma4 || !fs.existsSync(gemma4)) {
+    console.error(`FAIL: gemma4 binary not found: ${gemma4}`);
+    process.exit(1);
+}
+let openOracle;
+try {
+    ({ openOracle } = await import("./llama_eval.mjs"));
+    await import("node-llama-cpp");
+} catch (e) {
+    missing(`node-llama-cpp not importable (${e.message.split("\n")[0]}); run npm ci in tests/oracle`);
+}
+let oracle;
+try {
+    oracle = await openOracle({ threads: 1 });
+} catch (e) {
+    missing(`llama.cpp could not be initialised (${e.message.split("\n")[0]})`);
+}
+fs.mkdirSync(workdir, { recursive: true });
+
+// ---- helpers -----------------------------------------------------------------
+
+function run(args) {
+    return execFileSync(gemma4, args, { stdio: ["ignore", "pipe", "pipe"], maxBuffer: 1 << 28 }).toString();
+}
+
+// Deterministic token ids in [3, vocab) after BOS (2).
+function randomIds(n, vocab, s) {
+    let x = BigInt(s) * 0x9E3779B97F4A7C15n & 0xFFFFFFFFFFFFFFFFn;
+    const ids = [2];
+    while (ids.length < n) {
+        x = (x * 6364136223846793005n + 1442695040888963407n) & 0xFFFFFFFFFFFFFFFFn;
+        ids.push(3 + Number((x >> 33n) % BigInt(vocab - 3)));
+    }
+    return ids;
+}
+
+// Our log-probabilities: `gemma4 eval --dump-logprobs` rows (float32).
+function ours(model, ids, extra, tag) {
+    const dump = path.join(workdir, `ours-${tag}.bin`);
+    const out = JSON.parse(run(["eval", "-m", model, "--tokens", ids.join(","), "--top", "2", "--json", "-t", "1",
+                                "--dump-logprobs", dump, ...extra]));
+    const buf = fs.readFileSync(dump);
+    const V = out.n_vocab;
+    const all = new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4);
+    if (all.length !== out.rows * V) throw new Error(`dump has ${all.length} values, expected ${out.rows} x ${V}`);
+    const rows = [];
+    for (let r = 0; r < out.rows; ++r) rows.push(all.subarray(r * V, (r + 1) * V));
+    if (!keep) fs.rmSync(dump, { force: true });
+    return { rows, greedy: out.greedy ?? [], V };
+}
+
+function kl(lpP, lpQ) {
+    let s = 0;
+    for (let i = 0; i < lpP.length; ++i) {
+        const a = lpP[i];
+        if (a === -Infinity) continue;
+        s += Math.exp(a) * (a - lpQ[i]);
+    }
+    return Math.max(s, 0);  // rounding can give -1e-12
+}
+
+// Top-1 id (lowest id on an exact tie) and the top-1 minus top-2 gap.
+function top2(lp) {
+    let a = 0, b = -1;
+    for (let i = 1; i < lp.length; ++i) {
+        if (lp[i] > lp[a]) { b = a; a = i; } else if (b < 0 || lp[i] > lp[b]) b = i;
+    }
+    return { id: a, gap: lp[a] - lp[b] };
+}
+
+const STATUS_RANK = { ok: 0, "near-tie": 1, "q-act": 2, FAIL: 3 };
+const worse = (a, b) => (STATUS_RANK[b] > STATUS_RANK[a] ? b : a);
+
+// One position: our row vs llama.cpp's (and, for quantized files, the twin's).
+function judge(type, lo, ll, tw) {
+    const k = kl(ll, lo);
+    const to = top2(lo), tl = top2(ll);
+    const r = { kl: k, top1: to.id === tl.id, status: "ok", why: [] };
+    let twinOk = false;
+    if (tw) {
+        r.klTwin = kl(tw, lo);
+        r.klSelf = kl(ll, tw);
+        twinOk = r.klTwin <= KL_F32;
+        if (!twinOk) { r.status = "FAIL"; r.why.push(`KL vs f32 twin ${r.klTwin.toExponential(2)} > ${KL_F32}`); }
+    }
+    if (k > KL_BOUND[type]) {
+        if (tw && twinOk && Math.sqrt(k) <= Math.sqrt(r.klSelf) + Math.sqrt(KL_F32)) r.status = worse(r.status, "q-act");
+        else { r.status = "FAIL"; r.why.push(`KL ${k.toExponential(2)} > ${KL_BOUND[type]}`); }
+    }
+    if (!r.top1) {
+        if (to.gap < NEAR_TIE || tl.gap < NEAR_TIE) r.status = worse(r.status, "near-tie");
+        else if (tw && twinOk && top2(tw).id === to.id) r.status = worse(r.status, "q-act");
+        else {
+            r.status = "FAIL";
+            r.why.push(`top-1 ${to.id} (gap ${to.gap.toFixed(3)}) vs llama.cpp ${tl.id} (gap ${tl.gap.toFixed(3)})`);
+        }
+    }
+    return r;
+}
+
+// Worst over positions.
+function summarizeCase(judged) {
+    const c = { kl: 0, klTwin: null, klSelf: null, agree: 0, n: judged.length, status: "ok", why: [] };
+    for (const j of judged) {
+        c.kl = Math.max(c.kl, j.kl);
+        if (j.klTwin !== undefined) {
+            c.klTwin = Math.max(c.klTwin ?? 0, j.klTwin);
+            c.klSelf = Math.max(c.klSelf ?? 0, j.klSelf);
+        }
+        if (j.top1) c.agree++;
+        c.status = worse(c.status, j.status);
+        for (const w of j.why) if (c.why.length < 3) c.why.push(w);
+    }
+    return c;
+}
+
+// Free-running greedy tokens: identical, or a divergence at a near-tie.
+// `oursRows[k]` / `llRows[k]`: the distributions before token k (same prefix up to the divergence).
+function compareGreedy(type, g0, rows0, g1, rows1, twinGreedy) {
+    let k = 0;
+    while (k < g0.length && g0[k] === g1[k]) ++k;
+    if (k === g0.length) return { identical: true, status: "ok", note: "identical" };
+    const a = top2(rows0[k]), b = top2(rows1[k]);
+    const note = `diverge at step ${k}: ours ${g0[k]} (gap ${a.gap.toFixed(3)}) vs ${g1[k]} (gap ${b.gap.toFixed(3)})`;
+    if (a.gap < NEAR_TIE || b.gap < NEAR_TIE) return { identical: false, status: "near-tie", note: `${note}, near-tie` };
+    if (twinGreedy && isQuant(type) && twinGreedy.slice(0, k + 1).every((t, i) => t === g0[i]))
+        return { identical: false, status: "q-act", note: `${note}; llama.cpp on the f32 twin agrees with ours` };
+    return { identical: false, status: "FAIL", note };
+}
+
+// ---- the matrix ---------------------------------------------------------------
+
+const rows = [];
+let passed = 0, failed = 0;
+const t0 = performance.now();
+
+function report(r) {
+    rows.push(r);
+    if (r.status === "FAIL") failed++; else passed++;
+    const q = r.klTwin !== null && r.klTwin !== undefined
+        ? `  twin ${r.klTwin.toExponential(2)} self ${r.klSelf.toExponential(2)}` : "";
+    const extra = [r.note, ...(r.why ?? [])].filter(Boolean).join("; ");
+    console.log(`${r.family.padEnd(8)} ${r.type.padEnd(5)} ${String(r.case).padEnd(12)} ${r.kl.toExponential(2).padStart(9)} ` +
+                `${`${r.agree}/${r.n}`.padStart(7)}  ${r.status.padEnd(8)}${q}${extra ? "  " + extra : ""}`);
+}
+
+console.log(`llama.cpp via node-llama-cpp, 1 thread, F32 KV cache, no flash attention; seed ${seed}`);
+console.log(`bounds: KL <= 1e-4 (f32/f16), 1e-3 (q8_0/q4_0); near-tie: top-2 gap < ${NEAR_TIE}; ` +
+            `q-act: quantized file, KL vs f32 twin <= ${KL_F32} and sqrt(KL) <= sqrt(KL self) + 0.01`);
+console.log(`${"family".padEnd(8)} ${"type".padEnd(5)} ${"case".padEnd(12)} ${"KL worst".padStart(9)} ${"top-1".padStart(7)}  status`);
+
+for (const arch of archs) {
+    let info = null, lengths = null, base = null;
+    for (const type of types) {
+        const label = `${arch} ${type}`;
+        const model = path.join(workdir, `${arch}-${type}.gguf`);
+        const twin = path.join(workdir, `${arch}-${type}-f32twin.gguf`);
+        const files = [model];
+        try {
+            run(["make-test-model", "--arch", arch, "--scale", "tiny", "--format", "gguf", "--type", type,
+                 "--seed", String(seed), "--out", model]);
+            if (isQuant(type)) {
+                run(["make-test-model", "--arch", arch, "--scale", "tiny", "--format", "gguf", "--type", type,
+                     "--seed", String(seed), "--dequantized", "--out", twin]);
+                files.push(twin);
+            }
+            if (!info) {
+                info = JSON.parse(run(["info", model, "--json"]));
+                const W = info.sliding_window;
+                lengths = [1, 7, W - 1, W, W + 1, 3 * W + 5];
+                base = randomIds(3 * W + 5, info.vocab_size, seed * 1000 + archs.indexOf(arch) + 1);
+            }
+            const prompts = lengths.map((n) => base.slice(0, n));
+            const gPrompt = prompts[1];
+
+            // Ours: every position of every prompt; the greedy continuation.
+            const oursPrompts = prompts.map((p, i) => ours(model, p, ["--all"], `${arch}-${type}-${i}`));
+            const oursGreedy = ours(model, gPrompt, ["--greedy", String(greedySteps)], `${arch}-${type}-g`);
+            // llama.cpp (one model load per file): the prompts, our continuation
+            // teacher-forced, and its own greedy continuation.
+            const tf = [...gPrompt, ...oursGreedy.greedy.slice(0, greedySteps - 1)];
+            const req = (m) => ({
+                model: m, sequences: [...prompts, tf], positions: "all", top: 2, full: true,
+                greedy: [0, greedySteps, 0, 0, 0, 0, 0],
+            });
+            const ll = await oracle.evaluate(req(model));
+            const tw = isQuant(type) ? await oracle.evaluate(req(twin)) : null;
+            if (ll.n_vocab !== oursGreedy.V) throw new Error(`vocab: llama.cpp ${ll.n_vocab}, ours ${oursGreedy.V}`);
+
+            for (const [i, p] of prompts.entries()) {
+                const judged = p.map((_, pos) => judge(type, oursPrompts[i].rows[pos], ll.results[i].positions[pos].logprobs,
+                                                       tw ? tw.results[i].positions[pos].logprobs : null));
+                report({ family: arch, type, case: `len ${p.length}`, ...summarizeCase(judged) });
+            }
+            // Greedy: KL along our tokens, then the free-running token comparison.
+            const tfRes = ll.results[prompts.length], tfTwin = tw?.results[prompts.length];
+            const judged = oursGreedy.rows.map((row, k) => judge(type, row, tfRes.positions[gPrompt.length - 1 + k].logprobs,
+                                                                 tfTwin ? tfTwin.positions[gPrompt.length - 1 + k].logprobs : null));
+            const c = summarizeCase(judged);
+            const llG = ll.results[1];
+            const cmp = compareGreedy(type, oursGreedy.greedy, oursGreedy.rows, llG.greedy,
+                                      llG.greedy_positions.map((x) => x.logprobs), tw?.results[1].greedy);
+            const notes = [cmp.note];
+            let status = worse(c.status, cmp.status);
+            if (tw) {  // ours vs llama.cpp on the twin: the f32 rule
+                const t = compareGreedy("f32", oursGreedy.greedy, oursGreedy.rows, tw.results[1].greedy,
+                                        tw.results[1].greedy_positions.map((x) => x.logprobs), null);
+                notes.push(`vs f32 twin: ${t.note}`);
+                status = worse(status, t.status);
+            }
+            const distinct = new Set(oursGreedy.greedy).size;
+            notes.push(`${distinct} distinct tokens`);
+            report({ family: arch, type, case: `greedy ${greedySteps}`, ...c, status, note: notes.join("; "),
+                     greedy: { ours: oursGreedy.greedy, llama: llG.greedy } });
+        } catch (e) {
+            const msg = (e.stderr ? e.stderr.toString() : "") + (e.stack || e.message);
+            report({ family: arch, type, case: "setup", kl: NaN, agree: 0, n: 0, status: "FAIL", note: msg.split("\n").slice(0, 6).join(" | ") });
+            if (oracle.logs.length) console.log(oracle.logs.join("").split("\n").slice(-10).join("\n"));
+        } finally {
+            if (!keep) for (const f of files) fs.rmSync(f, { force: true });
+        }
+    }
+}
+await oracle.close();
+if (!keep) fs.rmSync(workdir, { recursive: true, force: true });
+
+const tolerated = rows.filter((r) => r.status === "near-tie" || r.status === "q-act");
+const seconds = (performance.now() - t0) / 1000;
+console.log(`tolerated: ${rows.filter((r) => r.status === "near-tie").length} near-tie, ` +
+            `${rows.filter((r) => r.status === "q-act").length} q-act (KL or top-1 beyond the issue's bound for a quantized ` +
+            `file, explained by llama.cpp's own 8-bit activations: listed above); ${seconds.toFixed(1)} s`);
+if (jsonOut) fs.writeFileSync(jsonOut, JSON.stringify({ seed, rows, tolerated: tolerated.length, seconds }, null, 1));
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
