@@ -10,5 +10,6 @@ void add_info_command(CLI::App& app);             // cmd_info.cpp
 void add_tokenize_commands(CLI::App& app);        // cmd_tokenize.cpp (tokenize, detokenize)
 void add_make_test_model_command(CLI::App& app);  // cmd_make_test_model.cpp
 void add_eval_command(CLI::App& app);             // cmd_eval.cpp
+void add_generation_commands(CLI::App& app);      // cmd_generate.cpp (run, chat)
 
 }  // namespace g4::cli

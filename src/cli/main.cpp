@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   g4::cli::add_tokenize_commands(app);
   g4::cli::add_make_test_model_command(app);
   g4::cli::add_eval_command(app);
+  g4::cli::add_generation_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
