@@ -43,7 +43,38 @@ const KernelTable& table(Isa isa) {
 }
 
 namespace {
-const KernelTable& pick_active() {
+// llama.cpp's CPU GELU reads an fp16 lookup table: y = fp16(gelu(fp16(x))) for
+// -10 < x < 10, 0 below, x above. With G4_GELU=ggml ours does the same. This is
+// a test-only switch: the reference (transformers) uses the exact function, and
+// so does the engine by default; the oracle tests against llama.cpp use it to
+// separate llama.cpp's GELU rounding from differences in our quantized matmuls.
+float gelu_ggml_one(float x) {
+  if (x <= -10.0f) return 0.0f;
+  if (x >= 10.0f) return x;
+  float h = fp16_to_f32(f32_to_fp16(x)), g = 0.0f;
+  detail::scalar_table().gelu_tanh(&h, &g, 1);
+  return fp16_to_f32(f32_to_fp16(g));
+}
+void gelu_ggml(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = gelu_ggml_one(x[i]);
+}
+void geglu_ggml(const float* g, const float* u, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i], ui = u[i];
+    y[i] = gi >= 10.0f ? gi * ui : gelu_ggml_one(gi) * ui;
+  }
+}
+
+const KernelTable& with_env_overrides(const KernelTable& base) {
+  const char* env = std::getenv("G4_GELU");
+  if (!env || std::string_view(env) != "ggml") return base;
+  static KernelTable t = base;
+  t.gelu_tanh = gelu_ggml;
+  t.geglu = geglu_ggml;
+  return t;
+}
+
+const KernelTable& pick_isa() {
   int cap = kIsaCount - 1;
   if (const char* env = std::getenv("G4_ISA")) {
     std::string_view v(env);
@@ -54,6 +85,8 @@ const KernelTable& pick_active() {
     if (isa_available(static_cast<Isa>(i))) return table(static_cast<Isa>(i));
   return detail::scalar_table();
 }
+
+const KernelTable& pick_active() { return with_env_overrides(pick_isa()); }
 }  // namespace
 
 const KernelTable& active() {
@@ -93,6 +126,14 @@ KernelTable::DequantFn KernelTable::dequant_for(GgmlType t) const {
     case GgmlType::Q8_0: return dequant_q8_0;
     case GgmlType::Q4_0: return dequant_q4_0;
     default: fail("no dequantize kernel for type ", ggml_type_name(t), " (supported: ", supported_types(), ")");
+  }
+}
+
+KernelTable::MatmulQ8Fn KernelTable::matmul_q8_for(GgmlType t) const {
+  switch (t) {
+    case GgmlType::Q8_0: return matmul_q8_0_q8;
+    case GgmlType::Q4_0: return matmul_q4_0_q8;
+    default: fail("no Q8_0-activation matmul kernel for type ", ggml_type_name(t), " (only Q8_0, Q4_0)");
   }
 }
 
@@ -138,21 +179,67 @@ WeightMatrix WeightMatrix::expert(const TensorView& t, int64_t e) {
 
 // ---- drivers ----------------------------------------------------------------
 
+namespace {
+bool default_act_q8() {
+  static const bool q8 = [] {
+    const char* env = std::getenv("G4_MATMUL_ACT");
+    return !(env && std::string_view(env) == "f32");
+  }();
+  return q8;
+}
+}  // namespace
+
+bool quantizes_activations(GgmlType t, ActMode mode) {
+  if (t != GgmlType::Q8_0 && t != GgmlType::Q4_0) return false;
+  switch (mode) {
+    case ActMode::F32: return false;
+    case ActMode::Q8: return true;
+    case ActMode::Default: break;
+  }
+  return default_act_q8();
+}
+
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, int64_t x_stride, float* y, int64_t y_stride,
-            ThreadPool* pool, const KernelTable* k) {
+            ThreadPool* pool, const KernelTable* k, ActMode mode) {
   if (!k) k = &active();
   if (n_tok <= 0 || w.n_out <= 0) return;
-  const KernelTable::MatmulFn fn = k->matmul_for(w.type);
-  // Tasks of 16 rows (multiples of the 4-row micro-kernel); results do not
-  // depend on the split, only the load balance does.
+  // Tasks of 16 rows (multiples of the micro-kernels' row tiles); results do
+  // not depend on the split, only the load balance does.
   constexpr int64_t kRowsPerTask = 16;
   const int64_t n_tasks = (w.n_out + kRowsPerTask - 1) / kRowsPerTask;
+  // Small products are not worth waking the workers for.
+  const double work = static_cast<double>(w.n_out) * static_cast<double>(w.n_in) * static_cast<double>(n_tok);
+  const bool threaded = pool && pool->size() > 1 && n_tasks > 1 && work >= 32768.0;
+
+  if (quantizes_activations(w.type, mode)) {
+    if (w.n_in % kQK != 0) fail("Q8_0/Q4_0 matmul with n_in = ", w.n_in, " (not a multiple of 32)");
+    const int64_t nb = w.n_in / kQK;
+    // Quantize every activation row once (calling thread's scratch; the
+    // workers only read it, and parallel_for returns after they are done).
+    BlockQ8_0* xq = detail::scratch_q8(static_cast<size_t>(n_tok * nb));
+    auto quant = [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) k->quantize_q8_0(x + t * x_stride, xq + t * nb, w.n_in);
+    };
+    if (pool && pool->size() > 1 && n_tok > 1 && static_cast<double>(n_tok) * static_cast<double>(w.n_in) >= 65536.0)
+      pool->parallel_for(n_tok, quant);
+    else
+      quant(0, n_tok, 0);
+    const KernelTable::MatmulQ8Fn fn = k->matmul_q8_for(w.type);
+    auto body = [&](int64_t b, int64_t e, int) {
+      fn(w, b * kRowsPerTask, std::min(e * kRowsPerTask, w.n_out), xq, n_tok, nb, y, y_stride);
+    };
+    if (threaded)
+      pool->parallel_for(n_tasks, body);
+    else
+      body(0, n_tasks, 0);
+    return;
+  }
+
+  const KernelTable::MatmulFn fn = k->matmul_for(w.type);
   auto body = [&](int64_t b, int64_t e, int) {
     fn(w, b * kRowsPerTask, std::min(e * kRowsPerTask, w.n_out), x, n_tok, x_stride, y, y_stride);
   };
-  // Small products are not worth waking the workers for.
-  const double work = static_cast<double>(w.n_out) * static_cast<double>(w.n_in) * static_cast<double>(n_tok);
-  if (pool && pool->size() > 1 && n_tasks > 1 && work >= 32768.0)
+  if (threaded)
     pool->parallel_for(n_tasks, body);
   else
     body(0, n_tasks, 0);
@@ -187,6 +274,21 @@ void quantize_row_q8_0(const float* x, BlockQ8_0* dst, int64_t n) {
     const uint16_t dh = f32_to_fp16(d);
     std::memcpy(&dst[b].d, &dh, 2);
     for (int j = 0; j < kQK; ++j) dst[b].qs[j] = static_cast<int8_t>(std::lround(xb[j] * id));
+  }
+}
+
+void quantize_act_q8_0(const float* x, BlockQ8_0* dst, int64_t n) {
+  if (n % kQK != 0) fail("Q8_0 row of ", n, " elements is not a multiple of 32");
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    const float* xb = x + b * kQK;
+    float amax = 0.f;
+    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float d = amax / 127.f;
+    const float id = amax != 0.f ? 127.f / amax : 0.f;
+    const uint16_t dh = f32_to_fp16(d);
+    std::memcpy(&dst[b].d, &dh, 2);
+    // std::nearbyint rounds half to even in the default rounding mode.
+    for (int j = 0; j < kQK; ++j) dst[b].qs[j] = static_cast<int8_t>(std::nearbyint(xb[j] * id));
   }
 }
 

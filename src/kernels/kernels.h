@@ -16,6 +16,19 @@
 // (and, for one ISA, for any n_tok: prefill and decode agree bit for bit).
 //
 // Supported weight types: F32, F16, BF16, Q8_0, Q4_0 (ggml block layouts).
+//
+// Q8_0 / Q4_0 weights (ggml CPU semantics): by default each activation row is
+// first quantized to Q8_0 blocks (quantize_act_q8_0, what ggml's x86 CPU
+// backend does at run time: d = amax/127 stored as fp16, q = round-half-even(x ·
+// (127/amax)); llama-quantize's reference for weights rounds half away instead),
+// once per matmul call into per-thread scratch, then every output is
+//   y = Σ_blocks fp32(d_w) · fp32(d_a) · Σ_j q_w[j]·q_a[j]   (integer inner sum)
+// (Q4_0: q_w = nibble − 8). The scalar table adds the block terms
+// sequentially (sumf += float(sumi) · (d_w·d_a)); SIMD tables may use other
+// fp32 accumulation orders (AVX2: 8 lanes of FMA, then a fixed horizontal
+// sum), so ISAs agree to fp32 rounding, not bit for bit. ActMode::F32 (or env
+// G4_MATMUL_ACT=f32 for the default) keeps the fp32-activation path that
+// multiplies the exactly dequantized weights with the fp32 activations.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -99,7 +112,17 @@ struct KernelTable {
   void (*softmax)(float* x, int64_t n);                 // in place, fp32
   void (*softcap)(float* x, int64_t n, float cap);      // x = cap·tanh(x/cap)
 
+  // Q8_0-activation path: rows [r0, r1) of a Q8_0 / Q4_0 w times n_tok
+  // activation rows already quantized to Q8_0 (row t starts at xq + t·xq_stride,
+  // n_in/32 blocks).
+  using MatmulQ8Fn = void (*)(const WeightMatrix& w, int64_t r0, int64_t r1, const BlockQ8_0* xq, int64_t n_tok,
+                              int64_t xq_stride, float* y, int64_t y_stride);
+  MatmulQ8Fn matmul_q8_0_q8, matmul_q4_0_q8;
+  // quantize_act_q8_0 (below); every ISA gives bit-identical blocks.
+  void (*quantize_q8_0)(const float* x, BlockQ8_0* dst, int64_t n);
+
   MatmulFn matmul_for(GgmlType t) const;    // throws for unsupported types
+  MatmulQ8Fn matmul_q8_for(GgmlType t) const;  // Q8_0 / Q4_0 only; throws otherwise
   DequantFn dequant_for(GgmlType t) const;  // throws for unsupported types
 };
 
@@ -108,10 +131,20 @@ const KernelTable& active();        // best available (capped by env G4_ISA)
 
 // ---- threaded drivers -------------------------------------------------------
 
+// How Q8_0 / Q4_0 matmuls treat the activations (other types are always fp32).
+enum class ActMode : int {
+  Default = 0,  // Q8 unless env G4_MATMUL_ACT=f32 (read once)
+  F32 = 1,      // fp32 activations × dequantized weights
+  Q8 = 2,       // activations quantized to Q8_0, integer block dots (ggml)
+};
+// Whether a matmul of weight type t under `mode` quantizes the activations.
+bool quantizes_activations(GgmlType t, ActMode mode = ActMode::Default);
+
 // y[t·y_stride + o] = Σ_i W[o][i]·x[t·x_stride + i], threaded over output rows.
-// pool == nullptr: single-threaded. k == nullptr: active().
+// pool == nullptr: single-threaded. k == nullptr: active(). For Q8_0 / Q4_0
+// weights see ActMode (the Q8 scratch is per calling thread, reused).
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, int64_t x_stride, float* y,
-            int64_t y_stride, ThreadPool* pool, const KernelTable* k = nullptr);
+            int64_t y_stride, ThreadPool* pool, const KernelTable* k = nullptr, ActMode mode = ActMode::Default);
 
 // Row `r` of a weight/embedding matrix to fp32 (n_in values).
 void dequantize_row(const WeightMatrix& w, int64_t r, float* dst, const KernelTable* k = nullptr);
@@ -124,6 +157,9 @@ void get_rows(const WeightMatrix& table, const int32_t* ids, int64_t n, float* d
 
 // Q8_0: d = amax/127, q = round(x/d). n must be a multiple of 32.
 void quantize_row_q8_0(const float* x, BlockQ8_0* dst, int64_t n);
+// Activation rows for the int8 matmul path, as ggml's x86 kernels quantize them
+// at run time: d = amax/127 (stored fp16), q = round-half-even(x · (127/amax)).
+void quantize_act_q8_0(const float* x, BlockQ8_0* dst, int64_t n);
 // Q4_0: d = max/-8 (max = the signed value of largest magnitude),
 // q = min(15, (int)(x/d + 8.5)). n must be a multiple of 32.
 void quantize_row_q4_0(const float* x, BlockQ4_0* dst, int64_t n);

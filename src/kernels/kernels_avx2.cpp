@@ -226,6 +226,121 @@ G4_AVX2 void matmul_deq_avx2(const WeightMatrix& w, int64_t r0, int64_t r1, cons
   }
 }
 
+// ---- Q8_0-activation path --------------------------------------------------
+
+// quantize_act_q8_0, bit-identical to the scalar reference: same amax, same
+// d = amax/127 and id = 127/amax (scalar fp32), same x·id products, rounding
+// half to even (_mm256_round_ps to nearest).
+G4_AVX2 void quantize_q8_0_avx2(const float* x, BlockQ8_0* dst, int64_t n) {
+  if (n % kQK != 0) {
+    quantize_act_q8_0(x, dst, n);  // throws the reference's error
+    return;
+  }
+  const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+  const __m256 half = _mm256_set1_ps(0.5f);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    const float* xb = x + b * kQK;
+    __m256 v[4];
+    for (int i = 0; i < 4; ++i) v[i] = _mm256_loadu_ps(xb + 8 * i);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign_mask, v[0]), _mm256_andnot_ps(sign_mask, v[1])),
+                             _mm256_max_ps(_mm256_andnot_ps(sign_mask, v[2]), _mm256_andnot_ps(sign_mask, v[3])));
+    const float amax = hmax8(m);
+    const float d = amax / 127.f;
+    const float id = amax != 0.f ? 127.f / amax : 0.f;
+    const uint16_t dh = f32_to_fp16(d);
+    std::memcpy(&dst[b].d, &dh, 2);
+    const __m256 idv = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int i = 0; i < 4; ++i) {
+      const __m256 p = _mm256_mul_ps(v[i], idv);
+      const __m256 r = _mm256_round_ps(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      q[i] = _mm256_cvttps_epi32(r);
+    }
+    const __m256i p16a = _mm256_packs_epi32(q[0], q[1]);
+    const __m256i p16b = _mm256_packs_epi32(q[2], q[3]);
+    const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b), perm);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[b].qs), p8);
+  }
+}
+
+G4_AVX2 inline __m256i load_w_block(const BlockQ8_0* b) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs));
+}
+// Q4_0 block to 32 int8 in [-8, 7]: low nibbles are elements 0..15, high 16..31.
+G4_AVX2 inline __m256i load_w_block(const BlockQ4_0* b) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs));
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  const __m128i lo = _mm_and_si128(raw, mask);
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+  return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+}
+G4_AVX2 inline float block_d(uint16_t h) { return _cvtsh_ss(h); }
+
+// NR weight rows × NT tokens. Per block: signed×signed int8 dot via the sign
+// trick (maddubs(|w|, sign(a, w)), |products| <= 2·127·128 fits int16), pairs
+// to int32 (madd with ones), to fp32, then acc += (d_w·d_a) · that, one 8-lane
+// accumulator per (row, token); fixed horizontal sum at the end. The value of
+// each (row, token) does not depend on NR/NT.
+template <typename WBlock, int NR, int NT>
+G4_AVX2 inline void micro_q8(const WeightMatrix& w, int64_t r, const BlockQ8_0* xq, int64_t xq_stride, int64_t nb,
+                             float* y, int64_t y_stride) {
+  __m256 acc[NR][NT];
+  for (int i = 0; i < NR; ++i)
+    for (int t = 0; t < NT; ++t) acc[i][t] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  const WBlock* wr[NR];
+  for (int i = 0; i < NR; ++i) wr[i] = reinterpret_cast<const WBlock*>(w.row(r + i));
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i wv[NR], wa[NR];
+    float dw[NR];
+    for (int i = 0; i < NR; ++i) {
+      wv[i] = load_w_block(wr[i] + b);
+      wa[i] = _mm256_sign_epi8(wv[i], wv[i]);
+      uint16_t h;
+      std::memcpy(&h, &wr[i][b].d, 2);
+      dw[i] = block_d(h);
+    }
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8_0* a = xq + t * xq_stride + b;
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a->qs));
+      uint16_t h;
+      std::memcpy(&h, &a->d, 2);
+      const float da = block_d(h);
+      for (int i = 0; i < NR; ++i) {
+        const __m256i p16 = _mm256_maddubs_epi16(wa[i], _mm256_sign_epi8(av, wv[i]));
+        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+        acc[i][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw[i] * da), p, acc[i][t]);
+      }
+    }
+  }
+  for (int i = 0; i < NR; ++i)
+    for (int t = 0; t < NT; ++t) y[t * y_stride + r + i] = hsum8(acc[i][t]);
+}
+
+template <typename WBlock, int NR>
+G4_AVX2 inline void rows_q8(const WeightMatrix& w, int64_t r, const BlockQ8_0* xq, int64_t n_tok, int64_t xq_stride,
+                            int64_t nb, float* y, int64_t y_stride) {
+  int64_t t = 0;
+  for (; t + 4 <= n_tok; t += 4) micro_q8<WBlock, NR, 4>(w, r, xq + t * xq_stride, xq_stride, nb, y + t * y_stride, y_stride);
+  switch (n_tok - t) {
+    case 3: micro_q8<WBlock, NR, 3>(w, r, xq + t * xq_stride, xq_stride, nb, y + t * y_stride, y_stride); break;
+    case 2: micro_q8<WBlock, NR, 2>(w, r, xq + t * xq_stride, xq_stride, nb, y + t * y_stride, y_stride); break;
+    case 1: micro_q8<WBlock, NR, 1>(w, r, xq + t * xq_stride, xq_stride, nb, y + t * y_stride, y_stride); break;
+    default: break;
+  }
+}
+
+template <typename WBlock>
+G4_AVX2 void matmul_q8act_avx2(const WeightMatrix& w, int64_t r0, int64_t r1, const BlockQ8_0* xq, int64_t n_tok,
+                               int64_t xq_stride, float* y, int64_t y_stride) {
+  const int64_t nb = w.n_in / kQK;
+  int64_t r = r0;
+  for (; r + 2 <= r1; r += 2) rows_q8<WBlock, 2>(w, r, xq, n_tok, xq_stride, nb, y, y_stride);
+  if (r < r1) rows_q8<WBlock, 1>(w, r, xq, n_tok, xq_stride, nb, y, y_stride);
+}
+
 // ---- element-wise -----------------------------------------------------------
 
 G4_AVX2 float dot_avx2(const float* a, const float* b, int64_t n) {
@@ -354,6 +469,9 @@ KernelTable make_avx2_table() {
   t.matmul_bf16 = matmul_deq_avx2<dequant_bf16_avx2>;
   t.matmul_q8_0 = matmul_deq_avx2<dequant_q8_0_avx2>;
   t.matmul_q4_0 = matmul_deq_avx2<dequant_q4_0_avx2>;
+  t.matmul_q8_0_q8 = matmul_q8act_avx2<BlockQ8_0>;
+  t.matmul_q4_0_q8 = matmul_q8act_avx2<BlockQ4_0>;
+  t.quantize_q8_0 = quantize_q8_0_avx2;
   t.dequant_f32 = dequant_f32_scalar;
   t.dequant_f16 = dequant_f16_avx2;
   t.dequant_bf16 = dequant_bf16_avx2;

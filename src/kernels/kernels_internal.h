@@ -17,6 +17,14 @@ inline float* scratch_floats(size_t n) {
   return buf.data();
 }
 
+// Per-thread Q8_0 activation scratch of at least n blocks (separate from
+// scratch_floats, which the matmul kernels use on the worker threads).
+inline BlockQ8_0* scratch_q8(size_t n) {
+  thread_local std::vector<BlockQ8_0> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
 // Scalar dequantizers (exact; the SIMD paths produce the same values).
 void dequant_f32_scalar(const uint8_t* src, float* dst, int64_t n);
 void dequant_f16_scalar(const uint8_t* src, float* dst, int64_t n);

@@ -78,6 +78,51 @@ void matmul_scalar(const WeightMatrix& w, int64_t r0, int64_t r1, const float* x
   }
 }
 
+// Q8_0-activation path (ggml vec_dot_q8_0_q8_0 / vec_dot_q4_0_q8_0 math):
+// exact integer sum per block, then sumf += float(sumi) · (d_w · d_a) in block
+// order. This is the definition the SIMD paths are tested against.
+inline float block_scale(uint16_t dw, uint16_t da) { return fp16_to_f32(dw) * fp16_to_f32(da); }
+
+float vec_dot_q8_0_q8_0_scalar(const BlockQ8_0* w, const BlockQ8_0* a, int64_t nb) {
+  float sumf = 0.f;
+  for (int64_t b = 0; b < nb; ++b) {
+    int sumi = 0;
+    for (int j = 0; j < kQK; ++j) sumi += static_cast<int>(w[b].qs[j]) * static_cast<int>(a[b].qs[j]);
+    uint16_t dw, da;
+    std::memcpy(&dw, &w[b].d, 2);
+    std::memcpy(&da, &a[b].d, 2);
+    sumf += static_cast<float>(sumi) * block_scale(dw, da);
+  }
+  return sumf;
+}
+
+float vec_dot_q4_0_q8_0_scalar(const BlockQ4_0* w, const BlockQ8_0* a, int64_t nb) {
+  float sumf = 0.f;
+  for (int64_t b = 0; b < nb; ++b) {
+    int sumi = 0;
+    for (int j = 0; j < kQK / 2; ++j) {
+      const int lo = (w[b].qs[j] & 0x0F) - 8;
+      const int hi = (w[b].qs[j] >> 4) - 8;
+      sumi += lo * static_cast<int>(a[b].qs[j]) + hi * static_cast<int>(a[b].qs[j + kQK / 2]);
+    }
+    uint16_t dw, da;
+    std::memcpy(&dw, &w[b].d, 2);
+    std::memcpy(&da, &a[b].d, 2);
+    sumf += static_cast<float>(sumi) * block_scale(dw, da);
+  }
+  return sumf;
+}
+
+template <typename WBlock, float (*Dot)(const WBlock*, const BlockQ8_0*, int64_t)>
+void matmul_q8act_scalar(const WeightMatrix& w, int64_t r0, int64_t r1, const BlockQ8_0* xq, int64_t n_tok,
+                         int64_t xq_stride, float* y, int64_t y_stride) {
+  const int64_t nb = w.n_in / kQK;
+  for (int64_t r = r0; r < r1; ++r) {
+    const auto* wr = reinterpret_cast<const WBlock*>(w.row(r));
+    for (int64_t t = 0; t < n_tok; ++t) y[t * y_stride + r] = Dot(wr, xq + t * xq_stride, nb);
+  }
+}
+
 void axpy_scalar(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
@@ -144,6 +189,9 @@ KernelTable make_scalar_table() {
   t.matmul_bf16 = matmul_scalar<dequant_bf16_scalar, false>;
   t.matmul_q8_0 = matmul_scalar<dequant_q8_0_scalar, false>;
   t.matmul_q4_0 = matmul_scalar<dequant_q4_0_scalar, false>;
+  t.matmul_q8_0_q8 = matmul_q8act_scalar<BlockQ8_0, vec_dot_q8_0_q8_0_scalar>;
+  t.matmul_q4_0_q8 = matmul_q8act_scalar<BlockQ4_0, vec_dot_q4_0_q8_0_scalar>;
+  t.quantize_q8_0 = quantize_act_q8_0;
   t.dequant_f32 = dequant_f32_scalar;
   t.dequant_f16 = dequant_f16_scalar;
   t.dequant_bf16 = dequant_bf16_scalar;

@@ -84,6 +84,7 @@ Model::Model(std::shared_ptr<const Checkpoint> ck, const ModelParams& params) : 
   const ModelConfig& c = ck_->config();
   w_ = ModelWeights::bind(*ck_);
   k_ = params.isa ? &kernels::table(*params.isa) : &kernels::active();
+  act_ = params.matmul_act;
 
   int64_t n_ctx = params.n_ctx;
   if (c.max_context > 0 && n_ctx > c.max_context) n_ctx = c.max_context;
@@ -228,7 +229,7 @@ void Model::per_layer_inputs(const int32_t* tokens, int64_t n) {
   kernels::get_rows(w_.per_layer_token_embd.w, ple_ids_.data(), n, ple_tok_.data(), LP, k_);
   for (int64_t i = 0; i < n * LP; ++i) ple_tok_[static_cast<size_t>(i)] *= ple_embed_scale_;
   // Context part: projection of the scaled embedding, × H^-1/2, per-layer norm.
-  kernels::matmul(w_.per_layer_model_proj.w, x_.data(), n, H, ple_.data(), LP, pool_.get(), k_);
+  kernels::matmul(w_.per_layer_model_proj.w, x_.data(), n, H, ple_.data(), LP, pool_.get(), k_, act_);
   const float proj_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(H)));
   const float in_scale = static_cast<float>(1.0 / std::sqrt(2.0));
   for (int64_t t = 0; t < n; ++t) {
@@ -266,7 +267,7 @@ void Model::forward_chunk(const int32_t* tokens, int64_t n, LogitsMode mode, flo
   for (int64_t t = first; t < n; ++t)
     k_->rmsnorm(x_.data() + t * H, w_.output_norm.data(), xn_.data() + (t - first) * H, H, c.rms_eps);
   const int64_t V = c.vocab_size;
-  kernels::matmul(w_.output.w, xn_.data(), m, H, logits, V, pool_.get(), k_);
+  kernels::matmul(w_.output.w, xn_.data(), m, H, logits, V, pool_.get(), k_, act_);
   if (c.final_softcap > 0.f) {
     par(m, static_cast<double>(m) * static_cast<double>(V) * 20.0, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) k_->softcap(logits + t * V, V, c.final_softcap);
@@ -287,7 +288,7 @@ void Model::attention_block(int l, int64_t n, int64_t p0) {
   for (int64_t t = 0; t < n; ++t) k_->rmsnorm(x_.data() + t * H, lw.attn_norm.data(), xn_.data() + t * H, H, eps);
 
   // Q: projection, per-head q_norm, RoPE.
-  kernels::matmul(lw.attn_q.w, xn_.data(), n, H, q_.data(), QD, pool_.get(), k_);
+  kernels::matmul(lw.attn_q.w, xn_.data(), n, H, q_.data(), QD, pool_.get(), k_, act_);
   for (int64_t t = 0; t < n; ++t) {
     const float* cs = cos_[static_cast<size_t>(g)].data() + t * half;
     const float* sn = sin_[static_cast<size_t>(g)].data() + t * half;
@@ -301,10 +302,10 @@ void Model::attention_block(int l, int64_t n, int64_t p0) {
   // K/V of the layers that own them, written into the cache at p0 … p0+n−1.
   if (lc.has_kv) {
     KvCache::Layer& C = cache_.layer(l);
-    kernels::matmul(lw.attn_k.w, xn_.data(), n, H, kraw_.data(), KVD, pool_.get(), k_);
+    kernels::matmul(lw.attn_k.w, xn_.data(), n, H, kraw_.data(), KVD, pool_.get(), k_, act_);
     const float* vsrc = kraw_.data();  // K=V: V is the raw K projection
     if (!lc.k_eq_v) {
-      kernels::matmul(lw.attn_v.w, xn_.data(), n, H, vraw_.data(), KVD, pool_.get(), k_);
+      kernels::matmul(lw.attn_v.w, xn_.data(), n, H, vraw_.data(), KVD, pool_.get(), k_, act_);
       vsrc = vraw_.data();
     }
     for (int64_t t = 0; t < n; ++t) {
@@ -351,7 +352,7 @@ void Model::attention_block(int l, int64_t n, int64_t p0) {
   });
 
   // Output projection, post-attention norm, residual.
-  kernels::matmul(lw.attn_output.w, att_.data(), n, QD, o_.data(), H, pool_.get(), k_);
+  kernels::matmul(lw.attn_output.w, att_.data(), n, QD, o_.data(), H, pool_.get(), k_, act_);
   for (int64_t t = 0; t < n; ++t) {
     float* ot = o_.data() + t * H;
     k_->rmsnorm(ot, lw.post_attention_norm.data(), ot, H, eps);
@@ -369,12 +370,12 @@ void Model::ffn_block(int l, int64_t n) {
 
   // Dense GeGLU MLP on the pre-feed-forward norm of the residual.
   for (int64_t t = 0; t < n; ++t) k_->rmsnorm(x_.data() + t * H, lw.ffn_norm.data(), xn_.data() + t * H, H, eps);
-  kernels::matmul(lw.ffn_gate.w, xn_.data(), n, H, gate_.data(), F, pool_.get(), k_);
-  kernels::matmul(lw.ffn_up.w, xn_.data(), n, H, up_.data(), F, pool_.get(), k_);
+  kernels::matmul(lw.ffn_gate.w, xn_.data(), n, H, gate_.data(), F, pool_.get(), k_, act_);
+  kernels::matmul(lw.ffn_up.w, xn_.data(), n, H, up_.data(), F, pool_.get(), k_, act_);
   par(n, static_cast<double>(n) * static_cast<double>(F) * 20.0, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t) k_->geglu(gate_.data() + t * F, up_.data() + t * F, gate_.data() + t * F, F);
   });
-  kernels::matmul(lw.ffn_down.w, gate_.data(), n, F, ffn_out_.data(), H, pool_.get(), k_);
+  kernels::matmul(lw.ffn_down.w, gate_.data(), n, F, ffn_out_.data(), H, pool_.get(), k_, act_);
 
   if (c.moe) {
     // d = post_ffw_norm_1(dense); m = post_ffw_norm_2(MoE(h)); f = d + m.
@@ -411,7 +412,7 @@ void Model::moe_block(int l, int64_t n, float* out) {
     k_->rmsnorm(x_.data() + t * H, nullptr, r, H, eps);
     for (int64_t i = 0; i < H; ++i) r[i] = (r[i] * lw.router_scale[static_cast<size_t>(i)]) * root;
   }
-  kernels::matmul(lw.router.w, r_.data(), n, H, router_logits_.data(), E, pool_.get(), k_);
+  kernels::matmul(lw.router.w, r_.data(), n, H, router_logits_.data(), E, pool_.get(), k_, act_);
   for (int64_t t = 0; t < n; ++t)
     moe_route(router_logits_.data() + t * E, static_cast<int>(E), static_cast<int>(K), lw.expert_scale.data(),
               moe_idx_.data() + t * K, moe_w_.data() + t * K);
@@ -447,19 +448,19 @@ void Model::moe_block(int l, int64_t n, float* out) {
                   static_cast<size_t>(H) * sizeof(float));
     if (lw.gate_up_exps) {
       kernels::matmul(kernels::WeightMatrix::expert(*lw.gate_up_exps, e), ex_in_.data(), m, H, ex_h_.data(), F2,
-                      pool_.get(), k_);
+                      pool_.get(), k_, act_);
     } else {
       kernels::matmul(kernels::WeightMatrix::expert(*lw.gate_exps, e), ex_in_.data(), m, H, ex_h_.data(), F2,
-                      pool_.get(), k_);
+                      pool_.get(), k_, act_);
       kernels::matmul(kernels::WeightMatrix::expert(*lw.up_exps, e), ex_in_.data(), m, H, ex_h_.data() + Fe, F2,
-                      pool_.get(), k_);
+                      pool_.get(), k_, act_);
     }
     for (int64_t j = 0; j < m; ++j) {
       float* hrow = ex_h_.data() + j * F2;
       k_->geglu(hrow, hrow + Fe, hrow, Fe);
     }
     kernels::matmul(kernels::WeightMatrix::expert(*lw.down_exps, e), ex_h_.data(), m, F2, ex_out_.data(), H,
-                    pool_.get(), k_);
+                    pool_.get(), k_, act_);
     for (int64_t j = 0; j < m; ++j) {
       const int64_t t = ex_tok_[static_cast<size_t>(begin + j)];
       const float wgt = ex_w_[static_cast<size_t>(begin + j)];
@@ -475,12 +476,12 @@ void Model::ple_block(int l, int64_t n) {
   const LayerWeights& lw = w_.layers[static_cast<size_t>(l)];
   const int64_t H = c.hidden, P = c.ple_dim, LP = int64_t(c.n_layers) * P;
   // g = gelu(W_gate·h) ⊙ ple[l];  h += post_norm(W_proj·g)
-  kernels::matmul(lw.inp_gate.w, x_.data(), n, H, pg_.data(), P, pool_.get(), k_);
+  kernels::matmul(lw.inp_gate.w, x_.data(), n, H, pg_.data(), P, pool_.get(), k_, act_);
   for (int64_t t = 0; t < n; ++t) {
     float* g = pg_.data() + t * P;
     k_->geglu(g, ple_.data() + t * LP + int64_t(l) * P, g, P);
   }
-  kernels::matmul(lw.proj.w, pg_.data(), n, P, o_.data(), H, pool_.get(), k_);
+  kernels::matmul(lw.proj.w, pg_.data(), n, P, o_.data(), H, pool_.get(), k_, act_);
   for (int64_t t = 0; t < n; ++t) {
     float* ot = o_.data() + t * H;
     k_->rmsnorm(ot, lw.post_norm.data(), ot, H, c.rms_eps);

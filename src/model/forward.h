@@ -27,6 +27,9 @@ struct ModelParams {
   int64_t max_batch = 64;   // prefill chunk size (tokens per forward step)
   int n_threads = 0;        // 0: physical cores
   std::optional<kernels::Isa> isa;  // force a kernel ISA (tests, benchmarks); default: best available
+  // Q8_0/Q4_0 matmuls: Default quantizes activations to Q8_0 as ggml does;
+  // F32 keeps fp32 activations against the dequantized weights (tests).
+  kernels::ActMode matmul_act = kernels::ActMode::Default;
 };
 
 enum class LogitsMode {
@@ -88,6 +91,7 @@ class Model {
 
   std::shared_ptr<const Checkpoint> ck_;
   ModelWeights w_;
+  kernels::ActMode act_ = kernels::ActMode::Default;
   KvCache cache_;
   std::unique_ptr<ThreadPool> pool_;
   const kernels::KernelTable* k_ = nullptr;

@@ -3,11 +3,14 @@
 // and tails; threading and tiling must not change a single bit.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "core/dtype.h"
@@ -266,7 +269,7 @@ TEST(Matmul, AllTypesAllIsasMatchDoubleReference) {
           auto x = randn(static_cast<size_t>(xs * n_tok), static_cast<uint32_t>(n_tok * 7 + n_in));
           for (const KernelTable* k : tables()) {
             std::vector<float> y(static_cast<size_t>(ys * n_tok), 1234.f);
-            matmul(m.view(), x.data(), n_tok, xs, y.data(), ys, nullptr, k);
+            matmul(m.view(), x.data(), n_tok, xs, y.data(), ys, nullptr, k, ActMode::F32);
             for (int64_t t = 0; t < n_tok; ++t) {
               for (int64_t o = 0; o < n_out; ++o) {
                 double ref = 0, mag = 0;
@@ -295,26 +298,36 @@ TEST(Matmul, ThreadsAndBatchingDoNotChangeBits) {
     TestMatrix m = make_matrix(type, n_in, n_out, 77);
     auto x = randn(static_cast<size_t>(n_in * n_tok), 78);
     for (const KernelTable* k : tables()) {
-      std::vector<float> ref(static_cast<size_t>(n_out * n_tok));
-      matmul(m.view(), x.data(), n_tok, n_in, ref.data(), n_out, nullptr, k);
-      for (ThreadPool* p : {&pool1, &pool3, &pool4}) {
-        std::vector<float> y(ref.size());
-        matmul(m.view(), x.data(), n_tok, n_in, y.data(), n_out, p, k);
-        EXPECT_EQ(0, std::memcmp(y.data(), ref.data(), ref.size() * 4))
-            << ggml_type_name(type) << " " << isa_name(k->isa) << " threads=" << p->size();
+      for (ActMode mode : {ActMode::F32, ActMode::Q8}) {
+        const bool q8 = quantizes_activations(type, mode);
+        if (mode == ActMode::Q8 && !q8) continue;  // same path as F32
+        const std::string what = std::string(ggml_type_name(type)) + " " + isa_name(k->isa) + (q8 ? " q8-act" : " f32-act");
+        std::vector<float> ref(static_cast<size_t>(n_out * n_tok));
+        matmul(m.view(), x.data(), n_tok, n_in, ref.data(), n_out, nullptr, k, mode);
+        for (ThreadPool* p : {&pool1, &pool3, &pool4}) {
+          std::vector<float> y(ref.size());
+          matmul(m.view(), x.data(), n_tok, n_in, y.data(), n_out, p, k, mode);
+          EXPECT_EQ(0, std::memcmp(y.data(), ref.data(), ref.size() * 4)) << what << " threads=" << p->size();
+        }
+        // One token at a time (decode) gives the same bits as the batch (prefill).
+        for (int64_t t = 0; t < n_tok; ++t) {
+          std::vector<float> y(static_cast<size_t>(n_out));
+          matmul(m.view(), x.data() + t * n_in, 1, n_in, y.data(), n_out, &pool3, k, mode);
+          EXPECT_EQ(0, std::memcmp(y.data(), ref.data() + t * n_out, y.size() * 4)) << what << " token " << t;
+        }
+        // A row range on its own gives the same bits as the whole matrix.
+        std::vector<float> part(static_cast<size_t>(n_out * n_tok), 0.f);
+        if (q8) {
+          const int64_t nb = n_in / kQK;
+          std::vector<BlockQ8_0> xq(static_cast<size_t>(nb * n_tok));
+          for (int64_t t = 0; t < n_tok; ++t) k->quantize_q8_0(x.data() + t * n_in, xq.data() + t * nb, n_in);
+          k->matmul_q8_for(type)(m.view(), 5, 12, xq.data(), n_tok, nb, part.data(), n_out);
+        } else {
+          k->matmul_for(type)(m.view(), 5, 12, x.data(), n_tok, n_in, part.data(), n_out);
+        }
+        for (int64_t t = 0; t < n_tok; ++t)
+          for (int64_t o = 5; o < 12; ++o) EXPECT_EQ(part[t * n_out + o], ref[t * n_out + o]) << what;
       }
-      // One token at a time (decode) gives the same bits as the batch (prefill).
-      for (int64_t t = 0; t < n_tok; ++t) {
-        std::vector<float> y(static_cast<size_t>(n_out));
-        matmul(m.view(), x.data() + t * n_in, 1, n_in, y.data(), n_out, &pool3, k);
-        EXPECT_EQ(0, std::memcmp(y.data(), ref.data() + t * n_out, y.size() * 4))
-            << ggml_type_name(type) << " " << isa_name(k->isa) << " token " << t;
-      }
-      // A row range on its own gives the same bits as the whole matrix.
-      std::vector<float> part(static_cast<size_t>(n_out * n_tok), 0.f);
-      k->matmul_for(type)(m.view(), 5, 12, x.data(), n_tok, n_in, part.data(), n_out);
-      for (int64_t t = 0; t < n_tok; ++t)
-        for (int64_t o = 5; o < 12; ++o) EXPECT_EQ(part[t * n_out + o], ref[t * n_out + o]);
     }
   }
 }
@@ -326,10 +339,185 @@ TEST(Matmul, AvxMatchesScalarClosely) {
     TestMatrix m = make_matrix(type, n_in, n_out, 5);
     auto x = randn(static_cast<size_t>(n_in * n_tok), 6);
     std::vector<float> a(static_cast<size_t>(n_out * n_tok)), b(a.size());
-    matmul(m.view(), x.data(), n_tok, n_in, a.data(), n_out, nullptr, &table(Isa::Scalar));
-    matmul(m.view(), x.data(), n_tok, n_in, b.data(), n_out, nullptr, &table(Isa::Avx2));
+    matmul(m.view(), x.data(), n_tok, n_in, a.data(), n_out, nullptr, &table(Isa::Scalar), ActMode::F32);
+    matmul(m.view(), x.data(), n_tok, n_in, b.data(), n_out, nullptr, &table(Isa::Avx2), ActMode::F32);
     for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 2e-4 * (1 + std::fabs(a[i]))) << ggml_type_name(type);
   }
+}
+
+// ---- Q8_0-activation path (ggml semantics) -----------------------------------------
+
+namespace {
+
+// Independent restatement of the ggml math: Q8_0 activation blocks, exact
+// integer block sums, sumf += float(sumi) · (d_w · d_a) in block order.
+// Also returns Σ_b |d_w·d_a|·Σ_j |q_w·q_a| (the scale of fp32 rounding when
+// partial block sums are accumulated in another order).
+float q8_dot_ref(const TestMatrix& m, int64_t row, const BlockQ8_0* a, double* mag) {
+  const int64_t nb = m.n_in / kQK;
+  const uint8_t* wr = m.bytes.data() + ggml_row_bytes(m.type, m.n_in) * static_cast<size_t>(row);
+  float sumf = 0.f;
+  double mg = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    int sumi = 0, sumabs = 0;
+    uint16_t dwh;
+    if (m.type == GgmlType::Q8_0) {
+      const auto* w = reinterpret_cast<const BlockQ8_0*>(wr) + b;
+      for (int j = 0; j < kQK; ++j) {
+        sumi += w->qs[j] * a[b].qs[j];
+        sumabs += std::abs(w->qs[j] * a[b].qs[j]);
+      }
+      std::memcpy(&dwh, &w->d, 2);
+    } else {
+      const auto* w = reinterpret_cast<const BlockQ4_0*>(wr) + b;
+      for (int j = 0; j < kQK / 2; ++j) {
+        const int p0 = ((w->qs[j] & 15) - 8) * a[b].qs[j], p1 = ((w->qs[j] >> 4) - 8) * a[b].qs[j + 16];
+        sumi += p0 + p1;
+        sumabs += std::abs(p0) + std::abs(p1);
+      }
+      std::memcpy(&dwh, &w->d, 2);
+    }
+    uint16_t dah;
+    std::memcpy(&dah, &a[b].d, 2);
+    const float scale = fp16_to_f32(dwh) * fp16_to_f32(dah);
+    const float term = static_cast<float>(sumi) * scale;
+    sumf += term;
+    mg += std::fabs(static_cast<double>(scale)) * sumabs;
+  }
+  if (mag) *mag = mg;
+  return sumf;
+}
+
+std::vector<BlockQ8_0> quantize_acts(const std::vector<float>& x, int64_t n_tok, int64_t n_in, int64_t xs) {
+  const int64_t nb = n_in / kQK;
+  std::vector<BlockQ8_0> q(static_cast<size_t>(nb * n_tok));
+  for (int64_t t = 0; t < n_tok; ++t) quantize_act_q8_0(x.data() + t * xs, q.data() + t * nb, n_in);
+  return q;
+}
+
+}  // namespace
+
+TEST(MatmulQ8, ActivationQuantizeIsaPathsAreBitIdentical) {
+  // Includes exact .5 ties of x·id (round half to even), zeros, an
+  // all-zero block and large magnitudes.
+  for (int64_t n : {32, 96, 2048 + 32}) {
+    auto x = randn(static_cast<size_t>(n), static_cast<uint32_t>(n), 3.f);
+    for (int64_t j = 0; j < 32; ++j) x[static_cast<size_t>(j)] = static_cast<float>(j) - 15.5f;  // ties
+    if (n > 32)
+      for (int64_t j = 32; j < 64; ++j) x[static_cast<size_t>(j)] = 0.f;
+    x[static_cast<size_t>(n - 1)] = 1e6f;
+    std::vector<BlockQ8_0> ref(static_cast<size_t>(n / kQK));
+    quantize_act_q8_0(x.data(), ref.data(), n);
+    for (const KernelTable* k : tables()) {
+      std::vector<BlockQ8_0> q(ref.size());
+      k->quantize_q8_0(x.data(), q.data(), n);
+      EXPECT_EQ(0, std::memcmp(q.data(), ref.data(), q.size() * sizeof(BlockQ8_0))) << isa_name(k->isa) << " n=" << n;
+    }
+  }
+  // ggml's x86 run-time quantizer rounds half to even: 2.5 -> 2, -2.5 -> -2, 0.5 -> 0.
+  float x[32] = {};
+  x[0] = 127.f;
+  x[1] = 2.5f;
+  x[2] = -2.5f;
+  x[3] = 0.5f;
+  for (const KernelTable* k : tables()) {
+    BlockQ8_0 b;
+    k->quantize_q8_0(x, &b, 32);
+    EXPECT_EQ(b.qs[0], 127);
+    EXPECT_EQ(b.qs[1], 2) << isa_name(k->isa);
+    EXPECT_EQ(b.qs[2], -2) << isa_name(k->isa);
+    EXPECT_EQ(b.qs[3], 0) << isa_name(k->isa);
+  }
+}
+
+TEST(MatmulQ8, MatchesReferenceOfTheSameMath) {
+  // Odd block counts, many rows, 1..N tokens, strided activations/outputs.
+  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0}) {
+    for (int64_t n_in : {32, 96, 224, 1056}) {
+      for (int64_t n_out : {1, 3, 17, 70}) {
+        TestMatrix m = make_matrix(type, n_in, n_out, static_cast<uint32_t>(n_in * 7 + n_out));
+        for (int64_t n_tok : {1, 2, 3, 4, 5, 9}) {
+          const int64_t xs = n_in + 5, ys = n_out + 1;
+          auto x = randn(static_cast<size_t>(xs * n_tok), static_cast<uint32_t>(n_tok * 3 + n_in));
+          const auto xq = quantize_acts(x, n_tok, n_in, xs);
+          for (const KernelTable* k : tables()) {
+            std::vector<float> y(static_cast<size_t>(ys * n_tok), 1234.f);
+            matmul(m.view(), x.data(), n_tok, xs, y.data(), ys, nullptr, k, ActMode::Q8);
+            for (int64_t t = 0; t < n_tok; ++t) {
+              for (int64_t o = 0; o < n_out; ++o) {
+                double mag = 0;
+                const float ref = q8_dot_ref(m, o, xq.data() + t * (n_in / kQK), &mag);
+                const float got = y[static_cast<size_t>(t * ys + o)];
+                if (k->isa == Isa::Scalar) {
+                  ASSERT_EQ(got, ref) << ggml_type_name(type) << " n_in=" << n_in << " o=" << o << " t=" << t;
+                } else {
+                  // Only the fp32 accumulation order differs.
+                  ASSERT_NEAR(got, ref, 4e-7 * static_cast<double>(n_in / kQK + 8) * mag + 1e-30)
+                      << ggml_type_name(type) << " " << isa_name(k->isa) << " n_in=" << n_in << " o=" << o << " t=" << t;
+                }
+              }
+              for (int64_t o = n_out; o < ys; ++o) ASSERT_EQ(y[static_cast<size_t>(t * ys + o)], 1234.f);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(MatmulQ8, CloseToFp32PathWithinActivationQuantizationError) {
+  // |q8 − f32| <= Σ_b Σ_j |w_j|·|a_j − dequant(q_a)_j| + rounding, and
+  // |a_j − d·q_j| <= d/2 + |a_j|·2^-11 (fp16 rounding of d).
+  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0}) {
+    const int64_t n_in = 1536, n_out = 41, n_tok = 6;
+    TestMatrix m = make_matrix(type, n_in, n_out, 91);
+    auto x = randn(static_cast<size_t>(n_in * n_tok), 92);
+    for (const KernelTable* k : tables()) {
+      std::vector<float> a(static_cast<size_t>(n_out * n_tok)), b(a.size());
+      matmul(m.view(), x.data(), n_tok, n_in, a.data(), n_out, nullptr, k, ActMode::F32);
+      matmul(m.view(), x.data(), n_tok, n_in, b.data(), n_out, nullptr, k, ActMode::Q8);
+      double worst_rel = 0;
+      for (int64_t t = 0; t < n_tok; ++t) {
+        for (int64_t o = 0; o < n_out; ++o) {
+          double bound = 0, mag = 0;
+          for (int64_t blk = 0; blk < n_in / kQK; ++blk) {
+            float amax = 0;
+            for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[t * n_in + blk * kQK + j]));
+            const double d = amax / 127.0;
+            for (int j = 0; j < kQK; ++j) {
+              const double w = std::fabs(m.deq[o * n_in + blk * kQK + j]);
+              const double xv = std::fabs(x[t * n_in + blk * kQK + j]);
+              bound += w * (0.5 * d * 1.001 + xv * 1.0 / 1024);
+              mag += w * xv;
+            }
+          }
+          const double diff = std::fabs(static_cast<double>(a[t * n_out + o]) - b[t * n_out + o]);
+          ASSERT_LE(diff, bound + 1e-5 * mag) << ggml_type_name(type) << " " << isa_name(k->isa);
+          worst_rel = std::max(worst_rel, diff / (mag + 1e-30));
+        }
+      }
+      // It is a real (small) perturbation, not a no-op and not a blow-up.
+      EXPECT_GT(worst_rel, 0.0) << ggml_type_name(type);
+      EXPECT_LT(worst_rel, 0.02) << ggml_type_name(type);
+    }
+  }
+}
+
+TEST(MatmulQ8, DefaultModeIsQ8ForBlockTypesOnly) {
+  if (const char* env = std::getenv("G4_MATMUL_ACT"); env && std::string(env) == "f32") GTEST_SKIP();
+  EXPECT_TRUE(quantizes_activations(GgmlType::Q8_0));
+  EXPECT_TRUE(quantizes_activations(GgmlType::Q4_0));
+  EXPECT_FALSE(quantizes_activations(GgmlType::Q4_0, ActMode::F32));
+  for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16})
+    EXPECT_FALSE(quantizes_activations(t, ActMode::Q8)) << ggml_type_name(t);
+  EXPECT_THROW(active().matmul_q8_for(GgmlType::F16), Error);
+  // Default == Q8 bit for bit.
+  TestMatrix m = make_matrix(GgmlType::Q4_0, 160, 9, 3);
+  auto x = randn(160 * 2, 4);
+  std::vector<float> a(18), b(18);
+  matmul(m.view(), x.data(), 2, 160, a.data(), 9, nullptr);
+  matmul(m.view(), x.data(), 2, 160, b.data(), 9, nullptr, nullptr, ActMode::Q8);
+  EXPECT_EQ(a, b);
 }
 
 TEST(Matmul, ExpertSliceOf3dTensor) {
