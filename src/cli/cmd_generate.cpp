@@ -183,9 +183,11 @@ void print_stats(const Engine& e, const GenerationStats& s) {
                s.prefill_tps());
   std::fprintf(stderr, "decode: %lld tokens in %.3f s = %.1f tok/s; time to first token %.3f s; stop: %s\n",
                static_cast<long long>(s.n_sampled), s.decode_s, s.decode_tps(), s.ttft_s, stop_reason_name(s.stop));
-  std::fprintf(stderr, "KV cache: %.2f MiB (%lld of %lld positions used)\n",
-               static_cast<double>(e.model->cache().bytes()) / (1024.0 * 1024.0),
-               static_cast<long long>(e.model->n_past()), static_cast<long long>(e.model->n_ctx()));
+  const KvCache& kv = e.model->cache();
+  constexpr double kMiB = 1024.0 * 1024.0;
+  std::fprintf(stderr, "KV cache: %.2f MiB resident for %lld of %lld positions (%.2f MiB reserved for the full context)\n",
+               static_cast<double>(kv.resident_bytes()) / kMiB, static_cast<long long>(e.model->n_past()),
+               static_cast<long long>(e.model->n_ctx()), static_cast<double>(kv.reserved_bytes()) / kMiB);
 }
 
 void report_stop(const GenerationStats& s, int64_t n_ctx) {
