@@ -263,33 +263,38 @@ void get_rows(const WeightMatrix& t, const int32_t* ids, int64_t n, float* dst, 
 
 // ---- quantizers -------------------------------------------------------------
 
-void quantize_row_q8_0(const float* x, BlockQ8_0* dst, int64_t n) {
+namespace {
+// The two Q8_0 roundings ggml uses: llama-quantize's reference for weights
+// (q = round-half-away(x · (1/d))) and its x86 run-time kernels for activations
+// (q = round-half-even(x · (127/amax))). Both store d = amax/127 as fp16.
+enum class Q8Rounding { WeightReference, X86Runtime };
+void quantize_q8_0_blocks(const float* x, BlockQ8_0* dst, int64_t n, Q8Rounding mode) {
   if (n % kQK != 0) fail("Q8_0 row of ", n, " elements is not a multiple of 32");
   for (int64_t b = 0; b < n / kQK; ++b) {
     const float* xb = x + b * kQK;
     float amax = 0.f;
     for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(xb[j]));
     const float d = amax / 127.f;
-    const float id = d != 0.f ? 1.0f / d : 0.f;
     const uint16_t dh = f32_to_fp16(d);
     std::memcpy(&dst[b].d, &dh, 2);
-    for (int j = 0; j < kQK; ++j) dst[b].qs[j] = static_cast<int8_t>(std::lround(xb[j] * id));
+    if (mode == Q8Rounding::WeightReference) {
+      const float id = d != 0.f ? 1.0f / d : 0.f;
+      for (int j = 0; j < kQK; ++j) dst[b].qs[j] = static_cast<int8_t>(std::lround(xb[j] * id));
+    } else {
+      const float id = amax != 0.f ? 127.f / amax : 0.f;
+      // std::nearbyint rounds half to even in the default rounding mode.
+      for (int j = 0; j < kQK; ++j) dst[b].qs[j] = static_cast<int8_t>(std::nearbyint(xb[j] * id));
+    }
   }
+}
+}  // namespace
+
+void quantize_row_q8_0(const float* x, BlockQ8_0* dst, int64_t n) {
+  quantize_q8_0_blocks(x, dst, n, Q8Rounding::WeightReference);
 }
 
 void quantize_act_q8_0(const float* x, BlockQ8_0* dst, int64_t n) {
-  if (n % kQK != 0) fail("Q8_0 row of ", n, " elements is not a multiple of 32");
-  for (int64_t b = 0; b < n / kQK; ++b) {
-    const float* xb = x + b * kQK;
-    float amax = 0.f;
-    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(xb[j]));
-    const float d = amax / 127.f;
-    const float id = amax != 0.f ? 127.f / amax : 0.f;
-    const uint16_t dh = f32_to_fp16(d);
-    std::memcpy(&dst[b].d, &dh, 2);
-    // std::nearbyint rounds half to even in the default rounding mode.
-    for (int j = 0; j < kQK; ++j) dst[b].qs[j] = static_cast<int8_t>(std::nearbyint(xb[j] * id));
-  }
+  quantize_q8_0_blocks(x, dst, n, Q8Rounding::X86Runtime);
 }
 
 void quantize_row_q4_0(const float* x, BlockQ4_0* dst, int64_t n) {

@@ -20,38 +20,7 @@
 
 using namespace g4;
 
-// ---- allocation counter (only this test binary) ------------------------------
-// Counts operator new calls. Not under AddressSanitizer, which owns the
-// allocator (its interceptors and a replaced operator new do not mix): the
-// allocation checks skip there.
-#if defined(__SANITIZE_ADDRESS__)
-#define G4_COUNT_ALLOCS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define G4_COUNT_ALLOCS 0
-#endif
-#endif
-#ifndef G4_COUNT_ALLOCS
-#define G4_COUNT_ALLOCS 1
-#endif
-namespace {
-std::atomic<long> g_allocs{0};
-}
-#if G4_COUNT_ALLOCS
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
-#endif
+#include "alloc_counter.h"  // replaces operator new in this test binary
 
 namespace {
 
