@@ -18,48 +18,16 @@
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "test_util.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/tensor_specs.h"
 
 namespace fs = std::filesystem;
 using namespace g4;
+using namespace g4::testutil;
 
 namespace {
-
-fs::path shared_dir() {
-  if (const char* e = std::getenv("GEMMA4_SHARED_DIR"); e && *e) return e;
-  return fs::path(GEMMA4_SOURCE_DIR) / ".." / "shared";
-}
-fs::path golden(const std::string& family) { return shared_dir() / "golden" / "text" / family; }
-
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("g4_ck_" + std::to_string(::getpid()) + "_" + info->test_suite_name() + "_" + info->name());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& f) const { return (path_ / f).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-template <class F>
-void expect_error(F&& f, std::initializer_list<std::string> needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected g4::Error containing '" << *needles.begin() << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "message: " << msg << "\nmissing: " << n;
-  }
-}
 
 // ---- HF copies with edits --------------------------------------------------
 
@@ -88,11 +56,11 @@ void write_tensors(const fs::path& file, const std::vector<StTensor>& ts) {
 }
 
 // Copies a golden family into `dst` (config.json + edited model.safetensors).
-void copy_golden(const std::string& family, const fs::path& dst,
+void copy_golden_text(const std::string& family, const fs::path& dst,
                  const std::function<void(std::vector<StTensor>&)>& edit) {
   fs::create_directories(dst);
-  fs::copy_file(golden(family) / "config.json", dst / "config.json", fs::copy_options::overwrite_existing);
-  auto ts = read_tensors(golden(family) / "model.safetensors");
+  fs::copy_file(golden_text(family) / "config.json", dst / "config.json", fs::copy_options::overwrite_existing);
+  auto ts = read_tensors(golden_text(family) / "model.safetensors");
   edit(ts);
   write_tensors(dst / "model.safetensors", ts);
 }
@@ -186,7 +154,7 @@ void write_gguf_from(const Checkpoint& src, const std::string& path, const GgufE
 TEST(CheckpointHf, OpensTheGoldenFolders) {
   for (const char* fam : {"e2b_like", "a4b_like", "dense_like"}) {
     SCOPED_TRACE(fam);
-    const fs::path dir = golden(fam);
+    const fs::path dir = golden_text(fam);
     const Checkpoint ck = Checkpoint::open(dir.string());
     EXPECT_EQ(ck.format(), CheckpointFormat::HfSafetensors);
     EXPECT_EQ(ck.gguf(), nullptr);
@@ -223,7 +191,7 @@ TEST(CheckpointHf, OpensTheGoldenFolders) {
 }
 
 TEST(CheckpointHf, E2bLikeShapes) {
-  const Checkpoint ck = Checkpoint::open(golden("e2b_like").string());
+  const Checkpoint ck = Checkpoint::open(golden_text("e2b_like").string());
   EXPECT_EQ(ck.require("blk.3.attn_q.weight").ne, (std::vector<int64_t>{64, 128}));
   EXPECT_EQ(ck.require("blk.7.ffn_gate.weight").ne, (std::vector<int64_t>{64, 192}));
   EXPECT_EQ(ck.require("blk.7.layer_output_scale.weight").ne, (std::vector<int64_t>{1}));
@@ -234,7 +202,7 @@ TEST(CheckpointHf, E2bLikeShapes) {
 }
 
 TEST(CheckpointHf, OtherEntryPaths) {
-  const fs::path dir = golden("a4b_like");
+  const fs::path dir = golden_text("a4b_like");
   const Checkpoint a = Checkpoint::open((dir / "config.json").string());
   const Checkpoint b = Checkpoint::open((dir / "model.safetensors").string());
   EXPECT_EQ(a.tensors().size(), b.tensors().size());
@@ -257,8 +225,8 @@ TEST(CheckpointHf, VisionModelKeepsOnlyTextTensors) {
 }
 
 TEST(CheckpointHf, MissingTensorIsNamed) {
-  TempDir dir;
-  copy_golden("e2b_like", dir.path(), [](auto& ts) {
+  TempDir dir("g4_ck");
+  copy_golden_text("e2b_like", dir.path(), [](auto& ts) {
     ts.erase(std::remove_if(ts.begin(), ts.end(),
                             [](const StTensor& t) { return t.name == "model.layers.1.self_attn.q_proj.weight"; }),
              ts.end());
@@ -268,8 +236,8 @@ TEST(CheckpointHf, MissingTensorIsNamed) {
 }
 
 TEST(CheckpointHf, ReshapedTensorIsNamed) {
-  TempDir dir;
-  copy_golden("e2b_like", dir.path(), [](auto& ts) {
+  TempDir dir("g4_ck");
+  copy_golden_text("e2b_like", dir.path(), [](auto& ts) {
     StTensor* t = find(ts, "model.layers.3.self_attn.q_proj.weight");
     *t = zeros(t->name, {96, 64});
   });
@@ -278,21 +246,21 @@ TEST(CheckpointHf, ReshapedTensorIsNamed) {
 }
 
 TEST(CheckpointHf, UnexpectedTensors) {
-  TempDir dir;
+  TempDir dir("g4_ck");
   // Unknown decoder tensor: error.
-  copy_golden("dense_like", dir.path() / "a",
+  copy_golden_text("dense_like", dir.path() / "a",
               [](auto& ts) { ts.push_back(zeros("model.layers.0.self_attn.extra.weight", {4})); });
   expect_error([&] { Checkpoint::open((dir.path() / "a").string()); }, {"model.layers.0.self_attn.extra.weight"});
   // A layer the config does not have: error.
-  copy_golden("dense_like", dir.path() / "b",
+  copy_golden_text("dense_like", dir.path() / "b",
               [](auto& ts) { ts.push_back(zeros("model.layers.6.input_layernorm.weight", {64})); });
   expect_error([&] { Checkpoint::open((dir.path() / "b").string()); }, {"blk.6.attn_norm.weight", "not part"});
   // v_proj on a K=V full layer: error.
-  copy_golden("dense_like", dir.path() / "c",
+  copy_golden_text("dense_like", dir.path() / "c",
               [](auto& ts) { ts.push_back(zeros("model.layers.2.self_attn.v_proj.weight", {64, 64})); });
   expect_error([&] { Checkpoint::open((dir.path() / "c").string()); }, {"blk.2.attn_v.weight", "K=V"});
   // Outside the text decoder (tied lm_head, other modules): ignored with a note.
-  copy_golden("dense_like", dir.path() / "d", [](auto& ts) {
+  copy_golden_text("dense_like", dir.path() / "d", [](auto& ts) {
     ts.push_back(zeros("lm_head.weight", {512, 64}));
     ts.push_back(zeros("model.embed_audio.weight", {4}));
   });
@@ -303,9 +271,9 @@ TEST(CheckpointHf, UnexpectedTensors) {
 }
 
 TEST(CheckpointHf, DtypesAndDeadTensors) {
-  TempDir dir;
+  TempDir dir("g4_ck");
   // BF16 / F16 tensors are fine; the reader keeps their type.
-  copy_golden("e2b_like", dir.path() / "a", [](auto& ts) {
+  copy_golden_text("e2b_like", dir.path() / "a", [](auto& ts) {
     *find(ts, "model.layers.0.input_layernorm.weight") = zeros("model.layers.0.input_layernorm.weight", {64}, GgmlType::BF16);
     *find(ts, "model.layers.0.mlp.up_proj.weight") = zeros("model.layers.0.mlp.up_proj.weight", {96, 64}, GgmlType::F16);
     // Dead K/V of a KV-shared layer, as released checkpoints carry them.
@@ -320,17 +288,17 @@ TEST(CheckpointHf, DtypesAndDeadTensors) {
   EXPECT_TRUE(ck.is_dead("blk.5.attn_k_norm.weight"));
   EXPECT_FALSE(ck.is_dead("blk.3.attn_k.weight"));
   // Dead tensors with the wrong shape still mean a config mismatch.
-  copy_golden("e2b_like", dir.path() / "b",
+  copy_golden_text("e2b_like", dir.path() / "b",
               [](auto& ts) { ts.push_back(zeros("model.layers.5.self_attn.k_proj.weight", {64, 64})); });
   expect_error([&] { Checkpoint::open((dir.path() / "b").string()); }, {"blk.5.attn_k.weight", "{64, 64}"});
   // A decoder tensor of a dtype the engine cannot use.
-  copy_golden("e2b_like", dir.path() / "c",
+  copy_golden_text("e2b_like", dir.path() / "c",
               [](auto& ts) { *find(ts, "model.layers.2.layer_scalar") = zeros("model.layers.2.layer_scalar", {1}, GgmlType::I64); });
   expect_error([&] { Checkpoint::open((dir.path() / "c").string()); }, {"model.layers.2.layer_scalar", "I64"});
 }
 
 TEST(CheckpointHf, RequireTypes) {
-  const Checkpoint ck = Checkpoint::open(golden("dense_like").string());
+  const Checkpoint ck = Checkpoint::open(golden_text("dense_like").string());
   const GgmlType f32[] = {GgmlType::F32};
   EXPECT_NO_THROW(ck.require_types(f32));
   const GgmlType halfs[] = {GgmlType::F16, GgmlType::BF16};
@@ -339,7 +307,7 @@ TEST(CheckpointHf, RequireTypes) {
 }
 
 TEST(Checkpoint, NotAModel) {
-  TempDir dir;
+  TempDir dir("g4_ck");
   expect_error([&] { Checkpoint::open(dir / "nope"); }, {"does not exist"});
   std::ofstream(dir / "notes.txt") << "hello world, not a model";
   expect_error([&] { Checkpoint::open(dir / "notes.txt"); }, {"notes.txt", "neither a GGUF"});
@@ -347,7 +315,7 @@ TEST(Checkpoint, NotAModel) {
   expect_error([&] { Checkpoint::open((dir.path() / "empty").string()); }, {"config.json"});
   // Folder with config.json but no weights.
   fs::create_directories(dir.path() / "cfg_only");
-  fs::copy_file(golden("dense_like") / "config.json", dir.path() / "cfg_only" / "config.json");
+  fs::copy_file(golden_text("dense_like") / "config.json", dir.path() / "cfg_only" / "config.json");
   expect_error([&] { Checkpoint::open((dir.path() / "cfg_only").string()); }, {"model.safetensors"});
 }
 
@@ -355,10 +323,10 @@ TEST(Checkpoint, NotAModel) {
 // GGUF
 
 TEST(CheckpointGguf, GoldenConvertedToGguf) {
-  TempDir dir;
+  TempDir dir("g4_ck");
   for (const char* fam : {"e2b_like", "a4b_like", "dense_like"}) {
     SCOPED_TRACE(fam);
-    const Checkpoint hf = Checkpoint::open(golden(fam).string());
+    const Checkpoint hf = Checkpoint::open(golden_text(fam).string());
     const std::string p = dir / (std::string(fam) + ".bin");  // detected by magic, not extension
     write_gguf_from(hf, p);
     const Checkpoint g = Checkpoint::open(p);
@@ -389,8 +357,8 @@ TEST(CheckpointGguf, GoldenConvertedToGguf) {
 }
 
 TEST(CheckpointGguf, QuantizedTypes) {
-  TempDir dir;
-  const Checkpoint hf = Checkpoint::open(golden("e2b_like").string());
+  TempDir dir("g4_ck");
+  const Checkpoint hf = Checkpoint::open(golden_text("e2b_like").string());
   GgufEdit e;
   e.retype = [](const std::string& n, GgmlType t) {
     return n.find(".attn_q.weight") != std::string::npos ? GgmlType::Q8_0 : t;
@@ -422,8 +390,8 @@ TEST(CheckpointGguf, QuantizedTypes) {
 }
 
 TEST(CheckpointGguf, DeadTensorsAreNotComputed) {
-  TempDir dir;
-  const Checkpoint hf = Checkpoint::open(golden("e2b_like").string());
+  TempDir dir("g4_ck");
+  const Checkpoint hf = Checkpoint::open(golden_text("e2b_like").string());
   GgufEdit e;
   e.extra = {{"blk.6.attn_k.weight", {64, 32}}, {"blk.6.attn_v.weight", {64, 32}}, {"blk.6.attn_k_norm.weight", {32}}};
   write_gguf_from(hf, dir / "d.gguf", e);
@@ -440,8 +408,8 @@ TEST(CheckpointGguf, DeadTensorsAreNotComputed) {
 }
 
 TEST(CheckpointGguf, SplitMoeExperts) {
-  TempDir dir;
-  const Checkpoint hf = Checkpoint::open(golden("a4b_like").string());
+  TempDir dir("g4_ck");
+  const Checkpoint hf = Checkpoint::open(golden_text("a4b_like").string());
   GgufEdit e;
   e.split_moe = true;
   write_gguf_from(hf, dir / "split.gguf", e);
@@ -466,8 +434,8 @@ TEST(CheckpointGguf, SplitMoeExperts) {
 }
 
 TEST(CheckpointGguf, MissingUnknownAndForeignTensors) {
-  TempDir dir;
-  const Checkpoint hf = Checkpoint::open(golden("dense_like").string());
+  TempDir dir("g4_ck");
+  const Checkpoint hf = Checkpoint::open(golden_text("dense_like").string());
   GgufEdit m;
   m.drop = {"blk.4.ffn_down.weight"};
   write_gguf_from(hf, dir / "m.gguf", m);

@@ -15,53 +15,22 @@
 
 #include "core/error.h"
 #include "formats/gguf.h"
+#include "test_util.h"
 #include "model/config.h"
 #include "model/tensor_specs.h"
 
 namespace fs = std::filesystem;
 using namespace g4;
+using namespace g4::testutil;
 using nlohmann::json;
 
 namespace {
 
 // shared/ lives beside the repository (GEMMA4_SOURCE_DIR/../shared) unless
 // GEMMA4_SHARED_DIR says otherwise.
-fs::path shared_dir() {
-  if (const char* e = std::getenv("GEMMA4_SHARED_DIR"); e && *e) return e;
-  return fs::path(GEMMA4_SOURCE_DIR) / ".." / "shared";
-}
-fs::path golden(const std::string& family) { return shared_dir() / "golden" / "text" / family; }
-
 json read_json(const fs::path& p) {
   std::ifstream in(p);
   return json::parse(in);
-}
-
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("g4_cfg_" + std::to_string(::getpid()) + "_" + info->test_suite_name() + "_" + info->name());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& f) const { return (path_ / f).string(); }
-
- private:
-  fs::path path_;
-};
-
-template <class F>
-void expect_error(F&& f, std::initializer_list<std::string> needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected g4::Error containing '" << *needles.begin() << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "message: " << msg << "\nmissing: " << n;
-  }
 }
 
 std::string pattern(const ModelConfig& c) {
@@ -250,7 +219,7 @@ const TensorSpec* find_spec(const std::vector<TensorSpec>& specs, const std::str
 // Golden tiny configs (shared/golden/README.md)
 
 TEST(ConfigGolden, E2bLike) {
-  const ModelConfig c = config_from_hf_file((golden("e2b_like") / "config.json").string());
+  const ModelConfig c = config_from_hf_file((golden_text("e2b_like") / "config.json").string());
   EXPECT_EQ(c.source, "hf");
   EXPECT_EQ(c.architecture, "Gemma4ForCausalLM");
   EXPECT_EQ(c.n_layers, 8);
@@ -293,7 +262,7 @@ TEST(ConfigGolden, E2bLike) {
 }
 
 TEST(ConfigGolden, A4bLike) {
-  const ModelConfig c = config_from_hf_file((golden("a4b_like") / "config.json").string());
+  const ModelConfig c = config_from_hf_file((golden_text("a4b_like") / "config.json").string());
   EXPECT_EQ(pattern(c), "SSFSSF");
   EXPECT_TRUE(c.moe);
   EXPECT_EQ(c.n_experts, 8);
@@ -334,7 +303,7 @@ TEST(ConfigGolden, A4bLike) {
 }
 
 TEST(ConfigGolden, DenseLike) {
-  const ModelConfig c = config_from_hf_file((golden("dense_like") / "config.json").string());
+  const ModelConfig c = config_from_hf_file((golden_text("dense_like") / "config.json").string());
   EXPECT_EQ(pattern(c), "SSFSSF");
   EXPECT_FALSE(c.moe);
   EXPECT_TRUE(c.k_eq_v);
@@ -351,7 +320,7 @@ TEST(ConfigGolden, DenseLike) {
 }
 
 TEST(ConfigHf, NestedConditionalGeneration) {
-  const json flat = read_json(golden("e2b_like") / "config.json");
+  const json flat = read_json(golden_text("e2b_like") / "config.json");
   json nested = {{"architectures", {"Gemma4ForConditionalGeneration"}},
                  {"model_type", "gemma4"},
                  {"text_config", flat},
@@ -495,8 +464,8 @@ TEST(ConfigVariants, NearMissesAreCustom) {
 // Validation
 
 TEST(ConfigValidation, InconsistentConfigsAreNamedErrors) {
-  const json base = read_json(golden("dense_like") / "config.json");
-  const json e2b = read_json(golden("e2b_like") / "config.json");
+  const json base = read_json(golden_text("dense_like") / "config.json");
+  const json e2b = read_json(golden_text("e2b_like") / "config.json");
   auto with = [](json j, const std::string& k, json v) {
     j[k] = std::move(v);
     return j;
@@ -550,7 +519,7 @@ TEST(ConfigValidation, InconsistentConfigsAreNamedErrors) {
       {"layer 7", "full", "KV-shared"});
   bad(with(e2b, "num_kv_shared_layers", 8), {"num_kv_shared_layers"});
   expect_error([] { config_from_hf_file("/nonexistent/config.json"); }, {"/nonexistent/config.json"});
-  TempDir dir;
+  TempDir dir("g4_cfg");
   {
     std::ofstream(dir / "config.json") << "{\"model_type\": ";
   }
@@ -565,10 +534,10 @@ TEST(ConfigValidation, InconsistentConfigsAreNamedErrors) {
 // GGUF metadata
 
 TEST(ConfigGguf, RoundTripGoldenConfigsWithTensors) {
-  TempDir dir;
+  TempDir dir("g4_cfg");
   for (const char* fam : {"e2b_like", "a4b_like", "dense_like"}) {
     SCOPED_TRACE(fam);
-    const ModelConfig hf = config_from_hf_file((golden(fam) / "config.json").string());
+    const ModelConfig hf = config_from_hf_file((golden_text(fam) / "config.json").string());
     const std::string p = dir / (std::string(fam) + ".gguf");
     write_config_gguf(hf, p, true);
     const GgufFile f = GgufFile::open(p);
@@ -580,7 +549,7 @@ TEST(ConfigGguf, RoundTripGoldenConfigsWithTensors) {
 }
 
 TEST(ConfigGguf, RoundTripReleasedVariants) {
-  TempDir dir;
+  TempDir dir("g4_cfg");
   for (Variant v : {Variant::E2B, Variant::E4B, Variant::A26B, Variant::D31B}) {
     SCOPED_TRACE(variant_name(v));
     const ModelConfig hf = config_from_hf_json(variant_json(v));
@@ -598,8 +567,8 @@ TEST(ConfigGguf, RoundTripReleasedVariants) {
 
 TEST(ConfigGguf, KeysWithoutTensors) {
   // No rope_freqs and rope.dimension_count == key_length: full rotation.
-  TempDir dir;
-  const ModelConfig hf = config_from_hf_file((golden("dense_like") / "config.json").string());
+  TempDir dir("g4_cfg");
+  const ModelConfig hf = config_from_hf_file((golden_text("dense_like") / "config.json").string());
   {
     GgufWriter w(dir / "a.gguf");
     write_gguf_config(hf, w);
@@ -616,8 +585,8 @@ TEST(ConfigGguf, KeysWithoutTensors) {
 }
 
 TEST(ConfigGguf, Errors) {
-  TempDir dir;
-  const ModelConfig hf = config_from_hf_file((golden("e2b_like") / "config.json").string());
+  TempDir dir("g4_cfg");
+  const ModelConfig hf = config_from_hf_file((golden_text("e2b_like") / "config.json").string());
   auto write = [&](const std::function<void(GgufWriter&)>& edit, bool vocab = true) {
     GgufWriter w(dir / "x.gguf");
     write_gguf_config(hf, w);
@@ -692,7 +661,7 @@ TEST(TensorSpecs, HfToGgufNames) {
 
 TEST(TensorSpecs, E2bLikeMatchesTheGoldenFileNames) {
   // Every HF name of the specs that the golden checkpoint must hold.
-  const ModelConfig c = config_from_hf_file((golden("e2b_like") / "config.json").string());
+  const ModelConfig c = config_from_hf_file((golden_text("e2b_like") / "config.json").string());
   const auto specs = text_tensor_specs(c, /*include_dead=*/true);
   for (const auto& s : specs) {
     if (s.hf_name.empty()) continue;

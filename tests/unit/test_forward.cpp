@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "test_util.h"
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "kernels/kernels.h"
@@ -36,12 +37,6 @@ namespace fs = std::filesystem;
 using namespace g4;
 
 namespace {
-
-fs::path shared_dir() {
-  if (const char* e = std::getenv("GEMMA4_SHARED_DIR"); e && *e) return e;
-  return fs::path(GEMMA4_SOURCE_DIR) / ".." / "shared";
-}
-fs::path golden(const std::string& family) { return shared_dir() / "golden" / "text" / family; }
 
 struct Golden {
   std::vector<std::vector<int32_t>> ids;
@@ -114,7 +109,7 @@ const auto* const kPrinter = ::testing::AddGlobalTestEnvironment(new SummaryPrin
 class GoldenTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    dir_ = golden(GetParam());
+    dir_ = testutil::golden_text(GetParam());
     if (!fs::exists(dir_ / "config.json")) GTEST_SKIP() << "golden data not found at " << dir_;
     ck_ = std::make_shared<Checkpoint>(Checkpoint::open(dir_.string()));
     g_ = load_golden(dir_, ck_->config().vocab_size);

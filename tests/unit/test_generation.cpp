@@ -37,17 +37,11 @@ namespace fs = std::filesystem;
 using namespace g4;
 
 #include "alloc_counter.h"  // replaces operator new in this test binary
+#include "test_util.h"
 
 namespace {
 
-fs::path temp_dir() {
-  static const fs::path p = [] {
-    fs::path d = fs::temp_directory_path() / ("g4_generation_" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
-  return p;
-}
+fs::path temp_dir() { return testutil::process_temp_dir("g4_generation"); }
 
 // One tiny model per architecture, written once per test program.
 const std::string& model_path(TestArch arch) {
@@ -65,15 +59,6 @@ const std::string& model_path(TestArch arch) {
   write_test_model(o);
   return paths[arch] = o.out;
 }
-
-class Env : public ::testing::Environment {
- public:
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(temp_dir(), ec);
-  }
-};
-const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new Env);
 
 struct Loaded {
   std::unique_ptr<Model> model;

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "model/forward.h"
 #include "tools/test_model.h"
 
@@ -23,22 +24,7 @@ using namespace g4;
 
 namespace {
 
-fs::path temp_dir() {
-  static fs::path d = [] {
-    fs::path p = fs::temp_directory_path() / ("g4_hf_vs_gguf_" + std::to_string(::getpid()));
-    fs::create_directories(p);
-    return p;
-  }();
-  return d;
-}
-
-struct TempCleanup : ::testing::Environment {
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(temp_dir(), ec);
-  }
-};
-const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new TempCleanup);
+fs::path temp_dir() { return testutil::process_temp_dir("g4_hf_vs_gguf"); }
 
 // Deterministic ids in [3, vocab) after BOS.
 std::vector<int32_t> prompt(int64_t n, int vocab, uint64_t seed) {

@@ -13,29 +13,13 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "formats/safetensors.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace g4;
+using namespace g4::testutil;
 
 namespace {
-
-// A fresh folder per test, removed at the end.
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("g4_st_" + std::to_string(::getpid()) + "_" + info->test_suite_name() + "_" + info->name());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& f) const { return (path_ / f).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 std::vector<uint8_t> read_all(const std::string& p) {
   std::ifstream in(p, std::ios::binary);
@@ -66,17 +50,6 @@ SafetensorsFile parse(const std::vector<uint8_t>& b) {
 }
 
 // Expects a g4::Error whose message contains every `needle`.
-template <class F>
-void expect_error(F&& f, std::initializer_list<std::string> needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected g4::Error containing '" << *needles.begin() << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "message: " << msg << "\nmissing: " << n;
-  }
-}
-
 void expect_header_error(const std::string& header, const std::vector<uint8_t>& data,
                          std::initializer_list<std::string> needles) {
   const auto b = image(header, data);
@@ -114,7 +87,7 @@ void write_sample(const std::string& path, const Sample& d, bool with_i64 = true
 }  // namespace
 
 TEST(Safetensors, WriterReaderRoundTrip) {
-  TempDir dir;
+  TempDir dir("g4_st");
   Sample d;
   const std::string p = dir / "m.safetensors";
   write_sample(p, d);
@@ -180,7 +153,7 @@ TEST(Safetensors, WriterReaderRoundTrip) {
 }
 
 TEST(Safetensors, ViewsOutliveTheFileObject) {
-  TempDir dir;
+  TempDir dir("g4_st");
   Sample d;
   write_sample(dir / "m.safetensors", d, false);
   TensorView keep;
@@ -194,7 +167,7 @@ TEST(Safetensors, ViewsOutliveTheFileObject) {
 }
 
 TEST(Safetensors, WriterProtocolErrors) {
-  TempDir dir;
+  TempDir dir("g4_st");
   const float x[4] = {1, 2, 3, 4};
   {
     SafetensorsWriter w(dir / "a.safetensors");
@@ -220,7 +193,7 @@ TEST(Safetensors, WriterProtocolErrors) {
 // Corrupt files
 
 TEST(Safetensors, EveryTruncationIsACleanError) {
-  TempDir dir;
+  TempDir dir("g4_st");
   Sample d;
   write_sample(dir / "m.safetensors", d);
   const auto full = read_all(dir / "m.safetensors");
@@ -328,7 +301,7 @@ void write_index(const std::string& path, const std::vector<std::pair<std::strin
 }  // namespace
 
 TEST(SafetensorsCheckpoint, SingleFileAndFolder) {
-  TempDir dir;
+  TempDir dir("g4_st");
   Sample d;
   write_sample(dir / "model.safetensors", d);
   for (const std::string& p : {dir / "model.safetensors", dir.path().string()}) {
@@ -341,14 +314,14 @@ TEST(SafetensorsCheckpoint, SingleFileAndFolder) {
     EXPECT_EQ(ck.unsupported().size(), 1u);
     expect_error([&] { ck.tensor("ids"); }, {"'ids'", "I64"});
   }
-  TempDir empty_dir_holder;
+  TempDir empty_dir_holder("g4_st");
   fs::create_directories(empty_dir_holder.path() / "sub");
   expect_error([&] { SafetensorsCheckpoint::open((empty_dir_holder.path() / "sub").string()); },
                {"model.safetensors", "model.safetensors.index.json"});
 }
 
 TEST(SafetensorsCheckpoint, ShardedWithIndex) {
-  TempDir dir;
+  TempDir dir("g4_st");
   write_shard(dir / "model-00001-of-00002.safetensors", {{"w1", {1, 2}}, {"w2", {3}}});
   write_shard(dir / "model-00002-of-00002.safetensors", {{"w3", {4, 5, 6}}});
   write_index(dir / "model.safetensors.index.json", {{"w1", "model-00001-of-00002.safetensors"},
@@ -369,7 +342,7 @@ TEST(SafetensorsCheckpoint, ShardedWithIndex) {
 }
 
 TEST(SafetensorsCheckpoint, IndexErrors) {
-  TempDir dir;
+  TempDir dir("g4_st");
   write_shard(dir / "s1.safetensors", {{"w1", {1, 2}}, {"dup", {0}}});
   write_shard(dir / "s2.safetensors", {{"w2", {3}}, {"dup", {0}}});
   const std::string idx = dir / "model.safetensors.index.json";
@@ -396,7 +369,7 @@ TEST(SafetensorsCheckpoint, IndexErrors) {
 }
 
 TEST(SafetensorsCheckpoint, CorruptShardIsNamed) {
-  TempDir dir;
+  TempDir dir("g4_st");
   write_shard(dir / "s1.safetensors", {{"w1", {1, 2}}});
   auto b = read_all(dir / "s1.safetensors");
   b.resize(b.size() - 2);
@@ -409,7 +382,7 @@ TEST(SafetensorsCheckpoint, CorruptShardIsNamed) {
 // Chunked tensor data (write_tensor_chunk)
 
 TEST(Safetensors, ChunkedWritesEqualWholeWrites) {
-  TempDir dir;
+  TempDir dir("g4_st");
   std::vector<float> big(1000);
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<float>(i) * 0.5f - 3.f;
   const std::vector<uint16_t> h = {0x3c00, 0x4000, 0xc000};
@@ -447,7 +420,7 @@ TEST(Safetensors, ChunkedWritesEqualWholeWrites) {
 }
 
 TEST(Safetensors, ChunkMisuseIsAnError) {
-  TempDir dir;
+  TempDir dir("g4_st");
   const float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
   {
     SafetensorsWriter w(dir / "c.safetensors");

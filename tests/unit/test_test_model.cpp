@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "test_util.h"
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "model/checkpoint.h"
@@ -28,22 +29,7 @@ namespace {
 
 const TestArch kArchs[] = {TestArch::E2B, TestArch::E4B, TestArch::A26B, TestArch::D31B};
 
-fs::path temp_dir() {
-  static fs::path d = [] {
-    fs::path p = fs::temp_directory_path() / ("g4_test_model_" + std::to_string(::getpid()));
-    fs::create_directories(p);
-    return p;
-  }();
-  return d;
-}
-
-struct TempCleanup : ::testing::Environment {
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(temp_dir(), ec);
-  }
-};
-const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new TempCleanup);
+fs::path temp_dir() { return testutil::process_temp_dir("g4_test_model"); }
 
 // Every config field that both formats carry.
 void expect_same_config(const ModelConfig& a, const ModelConfig& b, const std::string& what) {
