@@ -95,46 +95,70 @@ const KernelTable& active() {
 }
 
 bool type_supported(GgmlType t) {
+  const auto id = static_cast<uint32_t>(t);
+  return id < KernelTable::kTypeSlots && detail::scalar_table().types[id].matmul != nullptr;
+}
+
+std::string supported_types() {
+  std::string out;
+  for (uint32_t id = 0; id < KernelTable::kTypeSlots; ++id) {
+    if (!detail::scalar_table().types[id].matmul) continue;
+    if (!out.empty()) out += ", ";
+    out += ggml_type_name(id);
+  }
+  return out;
+}
+
+GgmlType activation_type(GgmlType t) {
   switch (t) {
-    case GgmlType::F32:
-    case GgmlType::F16:
-    case GgmlType::BF16:
     case GgmlType::Q8_0:
-    case GgmlType::Q4_0: return true;
-    default: return false;
+    case GgmlType::Q4_0:
+    case GgmlType::Q5_0:
+    case GgmlType::MXFP4: return GgmlType::Q8_0;
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_1: return GgmlType::Q8_1;
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
+    case GgmlType::Q8_K: return GgmlType::Q8_K;
+    default: return GgmlType::F32;
   }
 }
 
-const char* supported_types() { return "F32, F16, BF16, Q8_0, Q4_0"; }
+namespace {
+const KernelTable::TypeKernels* slot(const KernelTable& k, GgmlType t) {
+  const auto id = static_cast<uint32_t>(t);
+  return id < KernelTable::kTypeSlots ? &k.types[id] : nullptr;
+}
+}  // namespace
 
 KernelTable::MatmulFn KernelTable::matmul_for(GgmlType t) const {
-  switch (t) {
-    case GgmlType::F32: return matmul_f32;
-    case GgmlType::F16: return matmul_f16;
-    case GgmlType::BF16: return matmul_bf16;
-    case GgmlType::Q8_0: return matmul_q8_0;
-    case GgmlType::Q4_0: return matmul_q4_0;
-    default: fail("no matmul kernel for type ", ggml_type_name(t), " (supported: ", supported_types(), ")");
-  }
+  const TypeKernels* s = slot(*this, t);
+  if (!s || !s->matmul) fail("no matmul kernel for type ", ggml_type_name(t), " (supported: ", supported_types(), ")");
+  return s->matmul;
 }
 
 KernelTable::DequantFn KernelTable::dequant_for(GgmlType t) const {
-  switch (t) {
-    case GgmlType::F32: return dequant_f32;
-    case GgmlType::F16: return dequant_f16;
-    case GgmlType::BF16: return dequant_bf16;
-    case GgmlType::Q8_0: return dequant_q8_0;
-    case GgmlType::Q4_0: return dequant_q4_0;
-    default: fail("no dequantize kernel for type ", ggml_type_name(t), " (supported: ", supported_types(), ")");
-  }
+  const TypeKernels* s = slot(*this, t);
+  if (!s || !s->dequant)
+    fail("no dequantize kernel for type ", ggml_type_name(t), " (supported: ", supported_types(), ")");
+  return s->dequant;
 }
 
-KernelTable::MatmulQ8Fn KernelTable::matmul_q8_for(GgmlType t) const {
-  switch (t) {
-    case GgmlType::Q8_0: return matmul_q8_0_q8;
-    case GgmlType::Q4_0: return matmul_q4_0_q8;
-    default: fail("no Q8_0-activation matmul kernel for type ", ggml_type_name(t), " (only Q8_0, Q4_0)");
-  }
+KernelTable::MatmulQFn KernelTable::matmul_q_for(GgmlType t) const {
+  const TypeKernels* s = slot(*this, t);
+  if (!s || !s->matmul_q)
+    fail("no quantized-activation matmul kernel for type ", ggml_type_name(t), " (activations ",
+         ggml_type_name(activation_type(t)), ")");
+  return s->matmul_q;
+}
+
+KernelTable::QuantizeActFn KernelTable::quantize_act_for(GgmlType act) const {
+  const auto id = static_cast<uint32_t>(act);
+  if (id >= kTypeSlots || !quantize_act[id]) fail("no activation quantizer for type ", ggml_type_name(act));
+  return quantize_act[id];
 }
 
 // ---- WeightMatrix -----------------------------------------------------------
@@ -190,7 +214,7 @@ bool default_act_q8() {
 }  // namespace
 
 bool quantizes_activations(GgmlType t, ActMode mode) {
-  if (t != GgmlType::Q8_0 && t != GgmlType::Q4_0) return false;
+  if (activation_type(t) == GgmlType::F32) return false;
   switch (mode) {
     case ActMode::F32: return false;
     case ActMode::Q8: return true;
@@ -212,21 +236,25 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, int64_t x_stri
   const bool threaded = pool && pool->size() > 1 && n_tasks > 1 && work >= 32768.0;
 
   if (quantizes_activations(w.type, mode)) {
-    if (w.n_in % kQK != 0) fail("Q8_0/Q4_0 matmul with n_in = ", w.n_in, " (not a multiple of 32)");
-    const int64_t nb = w.n_in / kQK;
+    const GgmlType act = activation_type(w.type);
+    const int64_t act_block = ggml_type_info(act).block_size;
+    if (w.n_in % act_block != 0)
+      fail(ggml_type_name(w.type), " matmul with n_in = ", w.n_in, " (not a multiple of ", act_block, ")");
+    const size_t xq_row = ggml_row_bytes(act, w.n_in);
     // Quantize every activation row once (calling thread's scratch; the
     // workers only read it, and parallel_for returns after they are done).
-    BlockQ8_0* xq = detail::scratch_q8(static_cast<size_t>(n_tok * nb));
+    uint8_t* xq = detail::scratch_act(xq_row * static_cast<size_t>(n_tok));
+    const KernelTable::QuantizeActFn qf = k->quantize_act_for(act);
     auto quant = [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t) k->quantize_q8_0(x + t * x_stride, xq + t * nb, w.n_in);
+      for (int64_t t = b; t < e; ++t) qf(x + t * x_stride, xq + static_cast<size_t>(t) * xq_row, w.n_in);
     };
     if (pool && pool->size() > 1 && n_tok > 1 && static_cast<double>(n_tok) * static_cast<double>(w.n_in) >= 65536.0)
       pool->parallel_for(n_tok, quant);
     else
       quant(0, n_tok, 0);
-    const KernelTable::MatmulQ8Fn fn = k->matmul_q8_for(w.type);
+    const KernelTable::MatmulQFn fn = k->matmul_q_for(w.type);
     auto body = [&](int64_t b, int64_t e, int) {
-      fn(w, b * kRowsPerTask, std::min(e * kRowsPerTask, w.n_out), xq, n_tok, nb, y, y_stride);
+      fn(w, b * kRowsPerTask, std::min(e * kRowsPerTask, w.n_out), xq, n_tok, xq_row, y, y_stride);
     };
     if (threaded)
       pool->parallel_for(n_tasks, body);
@@ -320,31 +348,57 @@ void quantize_row_q4_0(const float* x, BlockQ4_0* dst, int64_t n) {
   }
 }
 
+namespace {
+void quantize_f32(const float* x, void* dst, int64_t n) { std::memcpy(dst, x, static_cast<size_t>(n) * sizeof(float)); }
+void quantize_f16(const float* x, void* dst, int64_t n) {
+  auto* o = static_cast<uint8_t*>(dst);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t h = f32_to_fp16(x[i]);
+    std::memcpy(o + 2 * i, &h, 2);
+  }
+}
+void quantize_bf16(const float* x, void* dst, int64_t n) {
+  auto* o = static_cast<uint8_t*>(dst);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t h = f32_to_bf16(x[i]);
+    std::memcpy(o + 2 * i, &h, 2);
+  }
+}
+void quantize_q8_0_weights(const float* x, void* dst, int64_t n) {
+  quantize_row_q8_0(x, static_cast<BlockQ8_0*>(dst), n);
+}
+void quantize_q4_0_weights(const float* x, void* dst, int64_t n) {
+  quantize_row_q4_0(x, static_cast<BlockQ4_0*>(dst), n);
+}
+}  // namespace
+
+QuantizeRowFn weight_quantizer(GgmlType type) {
+  switch (type) {
+    case GgmlType::F32: return quantize_f32;
+    case GgmlType::F16: return quantize_f16;
+    case GgmlType::BF16: return quantize_bf16;
+    case GgmlType::Q8_0: return quantize_q8_0_weights;
+    case GgmlType::Q4_0: return quantize_q4_0_weights;
+    default: return nullptr;
+  }
+}
+
+std::string quantizable_types() {
+  std::string out;
+  for (uint32_t id = 0; id < KernelTable::kTypeSlots; ++id) {
+    if (!ggml_type_info(id) || !weight_quantizer(static_cast<GgmlType>(id))) continue;
+    if (!out.empty()) out += ", ";
+    out += ggml_type_name(id);
+  }
+  return out;
+}
+
 size_t quantize_rows(GgmlType type, const float* x, void* dst, int64_t n_rows, int64_t n_per_row) {
+  const QuantizeRowFn q = weight_quantizer(type);
+  if (!q) fail("cannot quantize to ", ggml_type_name(type), " (supported: ", quantizable_types(), ")");
   const size_t rb = ggml_row_bytes(type, n_per_row);
   auto* out = static_cast<uint8_t*>(dst);
-  for (int64_t r = 0; r < n_rows; ++r) {
-    const float* xr = x + r * n_per_row;
-    uint8_t* o = out + static_cast<size_t>(r) * rb;
-    switch (type) {
-      case GgmlType::F32: std::memcpy(o, xr, rb); break;
-      case GgmlType::F16:
-        for (int64_t i = 0; i < n_per_row; ++i) {
-          const uint16_t h = f32_to_fp16(xr[i]);
-          std::memcpy(o + 2 * i, &h, 2);
-        }
-        break;
-      case GgmlType::BF16:
-        for (int64_t i = 0; i < n_per_row; ++i) {
-          const uint16_t h = f32_to_bf16(xr[i]);
-          std::memcpy(o + 2 * i, &h, 2);
-        }
-        break;
-      case GgmlType::Q8_0: quantize_row_q8_0(xr, reinterpret_cast<BlockQ8_0*>(o), n_per_row); break;
-      case GgmlType::Q4_0: quantize_row_q4_0(xr, reinterpret_cast<BlockQ4_0*>(o), n_per_row); break;
-      default: fail("cannot quantize to ", ggml_type_name(type), " (supported: ", supported_types(), ")");
-    }
-  }
+  for (int64_t r = 0; r < n_rows; ++r) q(x + r * n_per_row, out + static_cast<size_t>(r) * rb, n_per_row);
   return rb * static_cast<size_t>(n_rows);
 }
 

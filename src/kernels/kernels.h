@@ -15,26 +15,30 @@
 // across threads or tiles, so results are bit-identical for any thread count
 // (and, for one ISA, for any n_tok: prefill and decode agree bit for bit).
 //
-// Supported weight types: F32, F16, BF16, Q8_0, Q4_0 (ggml block layouts).
+// Supported weight types: see supported_types() (ggml block layouts,
+// quant_blocks.h); each has a TypeKernels slot per ISA.
 //
-// Q8_0 / Q4_0 weights (ggml CPU semantics): by default each activation row is
-// first quantized to Q8_0 blocks (quantize_act_q8_0, what ggml's x86 CPU
-// backend does at run time: d = amax/127 stored as fp16, q = round-half-even(x ·
-// (127/amax)); llama-quantize's reference for weights rounds half away instead),
-// once per matmul call into per-thread scratch, then every output is
+// Quantized weights (ggml CPU semantics): by default each activation row is
+// first quantized to activation_type(w) blocks once per matmul call, into
+// per-thread scratch, as ggml's x86 CPU backend does at run time. For Q8_0
+// (quantize_act_q8_0): d = amax/127 stored as fp16, q = round-half-even(x ·
+// (127/amax)); llama-quantize's reference for weights rounds half away
+// instead. Every output is then
 //   y = Σ_blocks fp32(d_w) · fp32(d_a) · Σ_j q_w[j]·q_a[j]   (integer inner sum)
-// (Q4_0: q_w = nibble − 8). The scalar table adds the block terms
-// sequentially (sumf += float(sumi) · (d_w·d_a)); SIMD tables may use other
-// fp32 accumulation orders (AVX2: 8 lanes of FMA, then a fixed horizontal
-// sum), so ISAs agree to fp32 rounding, not bit for bit. ActMode::F32 (or env
-// G4_MATMUL_ACT=f32 for the default) keeps the fp32-activation path that
-// multiplies the exactly dequantized weights with the fp32 activations.
+// plus the type's min/offset terms (Q4_1/Q5_1: m·s; K-quants: dmin·Σ m_j·bsums).
+// The scalar table adds the block terms sequentially (sumf += float(sumi) ·
+// (d_w·d_a)); SIMD tables may use other fp32 accumulation orders (AVX2: 8
+// lanes of FMA, then a fixed horizontal sum), so ISAs agree to fp32 rounding,
+// not bit for bit. ActMode::F32 (or env G4_MATMUL_ACT=f32 for the default)
+// keeps the fp32-activation path that multiplies the exactly dequantized
+// weights with the fp32 activations.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
 #include "core/dtype.h"
+#include "kernels/quant_blocks.h"
 
 namespace g4 {
 class ThreadPool;
@@ -43,30 +47,20 @@ struct TensorView;
 
 namespace g4::kernels {
 
-constexpr int64_t kQK = 32;  // elements per Q8_0 / Q4_0 block
-
-// ggml block_q8_0: fp16 scale d, 32 int8; value = q * d.
-struct BlockQ8_0 {
-  uint16_t d;
-  int8_t qs[kQK];
-};
-// ggml block_q4_0: fp16 scale d, 16 bytes; byte j holds element j in its low
-// nibble and element j+16 in its high nibble; value = (q - 8) * d.
-struct BlockQ4_0 {
-  uint16_t d;
-  uint8_t qs[kQK / 2];
-};
-static_assert(sizeof(BlockQ8_0) == 34, "block_q8_0 layout");
-static_assert(sizeof(BlockQ4_0) == 18, "block_q4_0 layout");
-
 enum class Isa : int { Scalar = 0, Avx2 = 1 };
 constexpr int kIsaCount = 2;
 const char* isa_name(Isa isa);  // "scalar", "avx2"
 bool isa_available(Isa isa);
 
-// Weight types the kernels compute with.
+// Weight types the kernels compute with (those with a matmul in the scalar
+// table; every ISA table covers at least the same types).
 bool type_supported(GgmlType t);
-const char* supported_types();  // "F32, F16, BF16, Q8_0, Q4_0"
+std::string supported_types();  // "F32, F16, BF16, Q8_0, Q4_0, ..."
+
+// The activation format of a weight type's integer dot products, as ggml's
+// CPU backend picks it (vec_dot_type): Q8_0 for Q8_0/Q4_0/Q5_0/MXFP4, Q8_1
+// for Q4_1/Q5_1, Q8_K for the K-quants; F32 for the float types (fp32 dots).
+GgmlType activation_type(GgmlType weight_type);
 
 // A 2-D weight matrix view: n_out rows of n_in elements of `type`.
 struct WeightMatrix {
@@ -85,18 +79,35 @@ struct WeightMatrix {
   static WeightMatrix raw(GgmlType type, const void* data, int64_t n_in, int64_t n_out);
 };
 
-// One instruction set's kernels. Function pointers never null.
+// One instruction set's kernels. Every ISA table starts as a copy of the
+// scalar table and overrides what it accelerates, so a slot the scalar table
+// fills is never null in any table; a weight type is added by filling its
+// TypeKernels slot (scalar reference first), an ISA by adding a file.
 struct KernelTable {
   Isa isa = Isa::Scalar;
 
-  // Rows [r0, r1) of w times all n_tok activation rows (see the header).
+  // Rows [r0, r1) of w times all n_tok fp32 activation rows (see the header).
   using MatmulFn = void (*)(const WeightMatrix& w, int64_t r0, int64_t r1, const float* x,
                             int64_t n_tok, int64_t x_stride, float* y, int64_t y_stride);
+  // Rows [r0, r1) of w times n_tok activation rows already quantized to
+  // activation_type(w.type): row t starts at (const uint8_t*)xq + t·xq_row_bytes.
+  using MatmulQFn = void (*)(const WeightMatrix& w, int64_t r0, int64_t r1, const void* xq, int64_t n_tok,
+                             size_t xq_row_bytes, float* y, int64_t y_stride);
   // n elements (a multiple of the type's block size) to fp32.
   using DequantFn = void (*)(const uint8_t* src, float* dst, int64_t n);
+  // n fp32 (a multiple of the activation block) to activation blocks.
+  using QuantizeActFn = void (*)(const float* x, void* dst, int64_t n);
 
-  MatmulFn matmul_f32, matmul_f16, matmul_bf16, matmul_q8_0, matmul_q4_0;
-  DequantFn dequant_f32, dequant_f16, dequant_bf16, dequant_q8_0, dequant_q4_0;
+  struct TypeKernels {
+    DequantFn dequant = nullptr;  // exact dequantization
+    MatmulFn matmul = nullptr;    // fp32 activations (float types; ActMode::F32 for the others)
+    MatmulQFn matmul_q = nullptr; // quantized activations (types whose activation_type is not F32)
+  };
+  static constexpr int kTypeSlots = 48;  // > largest ggml type id
+  TypeKernels types[kTypeSlots] = {};
+  // Activation quantizers, indexed by the activation type (Q8_0, Q8_1, Q8_K),
+  // bit-identical across ISAs.
+  QuantizeActFn quantize_act[kTypeSlots] = {};
 
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float a, const float* x, float* y, int64_t n);  // y += a·x
@@ -112,18 +123,11 @@ struct KernelTable {
   void (*softmax)(float* x, int64_t n);                 // in place, fp32
   void (*softcap)(float* x, int64_t n, float cap);      // x = cap·tanh(x/cap)
 
-  // Q8_0-activation path: rows [r0, r1) of a Q8_0 / Q4_0 w times n_tok
-  // activation rows already quantized to Q8_0 (row t starts at xq + t·xq_stride,
-  // n_in/32 blocks).
-  using MatmulQ8Fn = void (*)(const WeightMatrix& w, int64_t r0, int64_t r1, const BlockQ8_0* xq, int64_t n_tok,
-                              int64_t xq_stride, float* y, int64_t y_stride);
-  MatmulQ8Fn matmul_q8_0_q8, matmul_q4_0_q8;
-  // quantize_act_q8_0 (below); every ISA gives bit-identical blocks.
-  void (*quantize_q8_0)(const float* x, BlockQ8_0* dst, int64_t n);
-
-  MatmulFn matmul_for(GgmlType t) const;    // throws for unsupported types
-  MatmulQ8Fn matmul_q8_for(GgmlType t) const;  // Q8_0 / Q4_0 only; throws otherwise
-  DequantFn dequant_for(GgmlType t) const;  // throws for unsupported types
+  // Lookups; throw g4::Error naming the type when the slot is empty.
+  MatmulFn matmul_for(GgmlType t) const;
+  MatmulQFn matmul_q_for(GgmlType t) const;
+  DequantFn dequant_for(GgmlType t) const;
+  QuantizeActFn quantize_act_for(GgmlType act_type) const;
 };
 
 const KernelTable& table(Isa isa);  // throws g4::Error when the CPU lacks it
@@ -131,18 +135,19 @@ const KernelTable& active();        // best available (capped by env G4_ISA)
 
 // ---- threaded drivers -------------------------------------------------------
 
-// How Q8_0 / Q4_0 matmuls treat the activations (other types are always fp32).
+// How matmuls of quantized weight types treat the activations (float weight
+// types always use fp32 activations).
 enum class ActMode : int {
   Default = 0,  // Q8 unless env G4_MATMUL_ACT=f32 (read once)
   F32 = 1,      // fp32 activations × dequantized weights
-  Q8 = 2,       // activations quantized to Q8_0, integer block dots (ggml)
+  Q8 = 2,       // activations quantized to activation_type(w), integer block dots (ggml)
 };
 // Whether a matmul of weight type t under `mode` quantizes the activations.
 bool quantizes_activations(GgmlType t, ActMode mode = ActMode::Default);
 
 // y[t·y_stride + o] = Σ_i W[o][i]·x[t·x_stride + i], threaded over output rows.
-// pool == nullptr: single-threaded. k == nullptr: active(). For Q8_0 / Q4_0
-// weights see ActMode (the Q8 scratch is per calling thread, reused).
+// pool == nullptr: single-threaded. k == nullptr: active(). For quantized
+// weights see ActMode (the activation scratch is per calling thread, reused).
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, int64_t x_stride, float* y,
             int64_t y_stride, ThreadPool* pool, const KernelTable* k = nullptr, ActMode mode = ActMode::Default);
 
@@ -163,8 +168,15 @@ void quantize_act_q8_0(const float* x, BlockQ8_0* dst, int64_t n);
 // Q4_0: d = max/-8 (max = the signed value of largest magnitude),
 // q = min(15, (int)(x/d + 8.5)). n must be a multiple of 32.
 void quantize_row_q4_0(const float* x, BlockQ4_0* dst, int64_t n);
-// n_rows rows of n_per_row fp32 into `type` (F32, F16, BF16, Q8_0, Q4_0);
-// returns the bytes written (n_rows · ggml_row_bytes(type, n_per_row)).
+// The weight quantizer of `type` (llama-quantize's reference, no importance
+// matrix): n fp32 (a multiple of the block size) into blocks. nullptr when
+// the type has none.
+using QuantizeRowFn = void (*)(const float* x, void* dst, int64_t n);
+QuantizeRowFn weight_quantizer(GgmlType type);
+// Types weight_quantizer() covers, "F32, F16, BF16, Q8_0, Q4_0, ...".
+std::string quantizable_types();
+// n_rows rows of n_per_row fp32 into `type` (any type with a weight
+// quantizer); returns the bytes written (n_rows · ggml_row_bytes(type, n_per_row)).
 size_t quantize_rows(GgmlType type, const float* x, void* dst, int64_t n_rows, int64_t n_per_row);
 
 // ---- RoPE helpers -----------------------------------------------------------

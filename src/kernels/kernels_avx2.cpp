@@ -231,7 +231,8 @@ G4_AVX2 void matmul_deq_avx2(const WeightMatrix& w, int64_t r0, int64_t r1, cons
 // quantize_act_q8_0, bit-identical to the scalar reference: same amax, same
 // d = amax/127 and id = 127/amax (scalar fp32), same x·id products, rounding
 // half to even (_mm256_round_ps to nearest).
-G4_AVX2 void quantize_q8_0_avx2(const float* x, BlockQ8_0* dst, int64_t n) {
+G4_AVX2 void quantize_q8_0_avx2(const float* x, void* dst_bytes, int64_t n) {
+  auto* dst = static_cast<BlockQ8_0*>(dst_bytes);
   if (n % kQK != 0) {
     quantize_act_q8_0(x, dst, n);  // throws the reference's error
     return;
@@ -333,9 +334,11 @@ G4_AVX2 inline void rows_q8(const WeightMatrix& w, int64_t r, const BlockQ8_0* x
 }
 
 template <typename WBlock>
-G4_AVX2 void matmul_q8act_avx2(const WeightMatrix& w, int64_t r0, int64_t r1, const BlockQ8_0* xq, int64_t n_tok,
-                               int64_t xq_stride, float* y, int64_t y_stride) {
+G4_AVX2 void matmul_q8act_avx2(const WeightMatrix& w, int64_t r0, int64_t r1, const void* xq_bytes, int64_t n_tok,
+                               size_t xq_row_bytes, float* y, int64_t y_stride) {
   const int64_t nb = w.n_in / kQK;
+  const auto* xq = static_cast<const BlockQ8_0*>(xq_bytes);
+  const auto xq_stride = static_cast<int64_t>(xq_row_bytes / sizeof(BlockQ8_0));
   int64_t r = r0;
   for (; r + 2 <= r1; r += 2) rows_q8<WBlock, 2>(w, r, xq, n_tok, xq_stride, nb, y, y_stride);
   if (r < r1) rows_q8<WBlock, 1>(w, r, xq, n_tok, xq_stride, nb, y, y_stride);
@@ -462,21 +465,17 @@ G4_AVX2 void softcap_avx2(float* x, int64_t n, float cap) {
 }
 
 KernelTable make_avx2_table() {
-  KernelTable t;
+  KernelTable t = scalar_table();
   t.isa = Isa::Avx2;
-  t.matmul_f32 = matmul_f32_avx2;
-  t.matmul_f16 = matmul_deq_avx2<dequant_f16_avx2>;
-  t.matmul_bf16 = matmul_deq_avx2<dequant_bf16_avx2>;
-  t.matmul_q8_0 = matmul_deq_avx2<dequant_q8_0_avx2>;
-  t.matmul_q4_0 = matmul_deq_avx2<dequant_q4_0_avx2>;
-  t.matmul_q8_0_q8 = matmul_q8act_avx2<BlockQ8_0>;
-  t.matmul_q4_0_q8 = matmul_q8act_avx2<BlockQ4_0>;
-  t.quantize_q8_0 = quantize_q8_0_avx2;
-  t.dequant_f32 = dequant_f32_scalar;
-  t.dequant_f16 = dequant_f16_avx2;
-  t.dequant_bf16 = dequant_bf16_avx2;
-  t.dequant_q8_0 = dequant_q8_0_avx2;
-  t.dequant_q4_0 = dequant_q4_0_avx2;
+  auto set = [&t](GgmlType type, KernelTable::DequantFn dq, KernelTable::MatmulFn mm, KernelTable::MatmulQFn mq) {
+    t.types[static_cast<int>(type)] = {dq, mm, mq};
+  };
+  set(GgmlType::F32, dequant_f32_scalar, matmul_f32_avx2, nullptr);
+  set(GgmlType::F16, dequant_f16_avx2, matmul_deq_avx2<dequant_f16_avx2>, nullptr);
+  set(GgmlType::BF16, dequant_bf16_avx2, matmul_deq_avx2<dequant_bf16_avx2>, nullptr);
+  set(GgmlType::Q8_0, dequant_q8_0_avx2, matmul_deq_avx2<dequant_q8_0_avx2>, matmul_q8act_avx2<BlockQ8_0>);
+  set(GgmlType::Q4_0, dequant_q4_0_avx2, matmul_deq_avx2<dequant_q4_0_avx2>, matmul_q8act_avx2<BlockQ4_0>);
+  t.quantize_act[static_cast<int>(GgmlType::Q8_0)] = quantize_q8_0_avx2;
   t.dot = dot_avx2;
   t.axpy = axpy_avx2;
   t.rmsnorm = rmsnorm_avx2;

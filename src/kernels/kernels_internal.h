@@ -1,5 +1,6 @@
 // Shared between the kernel files only (not part of the public API).
 #pragma once
+#include <cstdint>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -17,12 +18,15 @@ inline float* scratch_floats(size_t n) {
   return buf.data();
 }
 
-// Per-thread Q8_0 activation scratch of at least n blocks (separate from
-// scratch_floats, which the matmul kernels use on the worker threads).
-inline BlockQ8_0* scratch_q8(size_t n) {
-  thread_local std::vector<BlockQ8_0> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
+// Per-thread scratch of at least n bytes (64-byte aligned) for quantized
+// activation rows (separate from scratch_floats, which the matmul kernels use
+// on the worker threads).
+inline uint8_t* scratch_act(size_t n) {
+  thread_local std::vector<uint64_t> buf;  // 8-byte elements; +8 for alignment
+  const size_t words = (n + 64 + 7) / 8;
+  if (buf.size() < words) buf.resize(words);
+  auto p = reinterpret_cast<uintptr_t>(buf.data());
+  return reinterpret_cast<uint8_t*>((p + 63) & ~uintptr_t{63});
 }
 
 // Scalar dequantizers (exact; the SIMD paths produce the same values).

@@ -113,14 +113,22 @@ float vec_dot_q4_0_q8_0_scalar(const BlockQ4_0* w, const BlockQ8_0* a, int64_t n
   return sumf;
 }
 
-template <typename WBlock, float (*Dot)(const WBlock*, const BlockQ8_0*, int64_t)>
-void matmul_q8act_scalar(const WeightMatrix& w, int64_t r0, int64_t r1, const BlockQ8_0* xq, int64_t n_tok,
-                         int64_t xq_stride, float* y, int64_t y_stride) {
-  const int64_t nb = w.n_in / kQK;
+// Generic driver: every (row, token) pair through the type's block dot.
+// WBlock/ABlock: weight and activation block types, Dot(w, a, n_blocks).
+template <typename WBlock, typename ABlock, int64_t kBlock, float (*Dot)(const WBlock*, const ABlock*, int64_t)>
+void matmul_qact_scalar(const WeightMatrix& w, int64_t r0, int64_t r1, const void* xq, int64_t n_tok,
+                        size_t xq_row_bytes, float* y, int64_t y_stride) {
+  const int64_t nb = w.n_in / kBlock;
+  const auto* xb = static_cast<const uint8_t*>(xq);
   for (int64_t r = r0; r < r1; ++r) {
     const auto* wr = reinterpret_cast<const WBlock*>(w.row(r));
-    for (int64_t t = 0; t < n_tok; ++t) y[t * y_stride + r] = Dot(wr, xq + t * xq_stride, nb);
+    for (int64_t t = 0; t < n_tok; ++t)
+      y[t * y_stride + r] = Dot(wr, reinterpret_cast<const ABlock*>(xb + static_cast<size_t>(t) * xq_row_bytes), nb);
   }
+}
+
+void quantize_act_q8_0_any(const float* x, void* dst, int64_t n) {
+  quantize_act_q8_0(x, static_cast<BlockQ8_0*>(dst), n);
 }
 
 void axpy_scalar(float a, const float* x, float* y, int64_t n) {
@@ -184,19 +192,17 @@ void softcap_scalar(float* x, int64_t n, float cap) {
 KernelTable make_scalar_table() {
   KernelTable t;
   t.isa = Isa::Scalar;
-  t.matmul_f32 = matmul_scalar<dequant_f32_scalar, true>;
-  t.matmul_f16 = matmul_scalar<dequant_f16_scalar, false>;
-  t.matmul_bf16 = matmul_scalar<dequant_bf16_scalar, false>;
-  t.matmul_q8_0 = matmul_scalar<dequant_q8_0_scalar, false>;
-  t.matmul_q4_0 = matmul_scalar<dequant_q4_0_scalar, false>;
-  t.matmul_q8_0_q8 = matmul_q8act_scalar<BlockQ8_0, vec_dot_q8_0_q8_0_scalar>;
-  t.matmul_q4_0_q8 = matmul_q8act_scalar<BlockQ4_0, vec_dot_q4_0_q8_0_scalar>;
-  t.quantize_q8_0 = quantize_act_q8_0;
-  t.dequant_f32 = dequant_f32_scalar;
-  t.dequant_f16 = dequant_f16_scalar;
-  t.dequant_bf16 = dequant_bf16_scalar;
-  t.dequant_q8_0 = dequant_q8_0_scalar;
-  t.dequant_q4_0 = dequant_q4_0_scalar;
+  auto set = [&t](GgmlType type, KernelTable::DequantFn dq, KernelTable::MatmulFn mm, KernelTable::MatmulQFn mq) {
+    t.types[static_cast<int>(type)] = {dq, mm, mq};
+  };
+  set(GgmlType::F32, dequant_f32_scalar, matmul_scalar<dequant_f32_scalar, true>, nullptr);
+  set(GgmlType::F16, dequant_f16_scalar, matmul_scalar<dequant_f16_scalar, false>, nullptr);
+  set(GgmlType::BF16, dequant_bf16_scalar, matmul_scalar<dequant_bf16_scalar, false>, nullptr);
+  set(GgmlType::Q8_0, dequant_q8_0_scalar, matmul_scalar<dequant_q8_0_scalar, false>,
+      matmul_qact_scalar<BlockQ8_0, BlockQ8_0, kQK, vec_dot_q8_0_q8_0_scalar>);
+  set(GgmlType::Q4_0, dequant_q4_0_scalar, matmul_scalar<dequant_q4_0_scalar, false>,
+      matmul_qact_scalar<BlockQ4_0, BlockQ8_0, kQK, vec_dot_q4_0_q8_0_scalar>);
+  t.quantize_act[static_cast<int>(GgmlType::Q8_0)] = quantize_act_q8_0_any;
   t.dot = dot_scalar;
   t.axpy = axpy_scalar;
   t.rmsnorm = rmsnorm_scalar;

@@ -134,7 +134,7 @@ TEST(Quant, Q8_0RoundTripErrorBound) {
   std::vector<BlockQ8_0> q(n / 32);
   quantize_row_q8_0(x.data(), q.data(), n);
   std::vector<float> y(n);
-  table(Isa::Scalar).dequant_q8_0(reinterpret_cast<const uint8_t*>(q.data()), y.data(), n);
+  table(Isa::Scalar).dequant_for(GgmlType::Q8_0)(reinterpret_cast<const uint8_t*>(q.data()), y.data(), n);
   for (int64_t b = 0; b < n / 32; ++b) {
     float amax = 0;
     for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b * 32 + j]));
@@ -159,7 +159,7 @@ TEST(Quant, Q4_0RoundTripErrorBound) {
   std::vector<BlockQ4_0> q(n / 32);
   quantize_row_q4_0(x.data(), q.data(), n);
   std::vector<float> y(n);
-  table(Isa::Scalar).dequant_q4_0(reinterpret_cast<const uint8_t*>(q.data()), y.data(), n);
+  table(Isa::Scalar).dequant_for(GgmlType::Q4_0)(reinterpret_cast<const uint8_t*>(q.data()), y.data(), n);
   for (int64_t b = 0; b < n / 32; ++b) {
     float amax = 0, mx = 0;
     for (int j = 0; j < 32; ++j)
@@ -320,8 +320,10 @@ TEST(Matmul, ThreadsAndBatchingDoNotChangeBits) {
         if (q8) {
           const int64_t nb = n_in / kQK;
           std::vector<BlockQ8_0> xq(static_cast<size_t>(nb * n_tok));
-          for (int64_t t = 0; t < n_tok; ++t) k->quantize_q8_0(x.data() + t * n_in, xq.data() + t * nb, n_in);
-          k->matmul_q8_for(type)(m.view(), 5, 12, xq.data(), n_tok, nb, part.data(), n_out);
+          for (int64_t t = 0; t < n_tok; ++t)
+            k->quantize_act_for(GgmlType::Q8_0)(x.data() + t * n_in, xq.data() + t * nb, n_in);
+          k->matmul_q_for(type)(m.view(), 5, 12, xq.data(), n_tok, static_cast<size_t>(nb) * sizeof(BlockQ8_0),
+                                part.data(), n_out);
         } else {
           k->matmul_for(type)(m.view(), 5, 12, x.data(), n_tok, n_in, part.data(), n_out);
         }
@@ -410,7 +412,7 @@ TEST(MatmulQ8, ActivationQuantizeIsaPathsAreBitIdentical) {
     quantize_act_q8_0(x.data(), ref.data(), n);
     for (const KernelTable* k : tables()) {
       std::vector<BlockQ8_0> q(ref.size());
-      k->quantize_q8_0(x.data(), q.data(), n);
+      k->quantize_act_for(GgmlType::Q8_0)(x.data(), q.data(), n);
       EXPECT_EQ(0, std::memcmp(q.data(), ref.data(), q.size() * sizeof(BlockQ8_0))) << isa_name(k->isa) << " n=" << n;
     }
   }
@@ -422,7 +424,7 @@ TEST(MatmulQ8, ActivationQuantizeIsaPathsAreBitIdentical) {
   x[3] = 0.5f;
   for (const KernelTable* k : tables()) {
     BlockQ8_0 b;
-    k->quantize_q8_0(x, &b, 32);
+    k->quantize_act_for(GgmlType::Q8_0)(x, &b, 32);
     EXPECT_EQ(b.qs[0], 127);
     EXPECT_EQ(b.qs[1], 2) << isa_name(k->isa);
     EXPECT_EQ(b.qs[2], -2) << isa_name(k->isa);
@@ -510,7 +512,7 @@ TEST(MatmulQ8, DefaultModeIsQ8ForBlockTypesOnly) {
   EXPECT_FALSE(quantizes_activations(GgmlType::Q4_0, ActMode::F32));
   for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16})
     EXPECT_FALSE(quantizes_activations(t, ActMode::Q8)) << ggml_type_name(t);
-  EXPECT_THROW(active().matmul_q8_for(GgmlType::F16), Error);
+  EXPECT_THROW(active().matmul_q_for(GgmlType::F16), Error);
   // Default == Q8 bit for bit.
   TestMatrix m = make_matrix(GgmlType::Q4_0, 160, 9, 3);
   auto x = randn(160 * 2, 4);
