@@ -11,5 +11,6 @@ void add_tokenize_commands(CLI::App& app);        // cmd_tokenize.cpp (tokenize,
 void add_make_test_model_command(CLI::App& app);  // cmd_make_test_model.cpp
 void add_eval_command(CLI::App& app);             // cmd_eval.cpp
 void add_generation_commands(CLI::App& app);      // cmd_generate.cpp (run, chat)
+void add_bench_command(CLI::App& app);            // cmd_bench.cpp
 
 }  // namespace g4::cli

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   g4::cli::add_make_test_model_command(app);
   g4::cli::add_eval_command(app);
   g4::cli::add_generation_commands(app);
+  g4::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
