@@ -32,8 +32,11 @@ void add_make_test_model_command(CLI::App& app) {
       ->check(CLI::IsMember({"gguf", "hf"}))
       ->capture_default_str();
   cmd->add_option("--type", args->type,
-                  "Weight type: f32, f16, bf16; GGUF also q8_0, q4_0 (GGUF keeps 1-D tensors and the MoE router in f32)")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}))
+                  "Weight type: f32, f16, bf16; GGUF also q8_0, q4_0, q4_1, q5_0, q5_1, mxfp4, q4_k, q5_k, q6_k, q8_k "
+                  "(GGUF keeps 1-D tensors and the MoE router in f32; rows that do not fit the block fall back as "
+                  "llama-quantize does)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "mxfp4", "q4_k", "q5_k",
+                             "q6_k", "q8_k"}))
       ->capture_default_str();
   cmd->add_option("--seed", args->seed, "Seed; the same seed gives identical weights in both formats")
       ->capture_default_str();

@@ -11,6 +11,7 @@
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "kernels/kernels_internal.h"
+#include "kernels/quants.h"
 
 namespace g4::kernels {
 
@@ -370,6 +371,11 @@ void quantize_q8_0_weights(const float* x, void* dst, int64_t n) {
 void quantize_q4_0_weights(const float* x, void* dst, int64_t n) {
   quantize_row_q4_0(x, static_cast<BlockQ4_0*>(dst), n);
 }
+// The quants.h types: fn(x, (Block*)dst, n) behind the untyped signature.
+template <class Block, void (*Fn)(const float*, Block*, int64_t)>
+void quantize_weights(const float* x, void* dst, int64_t n) {
+  Fn(x, static_cast<Block*>(dst), n);
+}
 }  // namespace
 
 QuantizeRowFn weight_quantizer(GgmlType type) {
@@ -379,6 +385,14 @@ QuantizeRowFn weight_quantizer(GgmlType type) {
     case GgmlType::BF16: return quantize_bf16;
     case GgmlType::Q8_0: return quantize_q8_0_weights;
     case GgmlType::Q4_0: return quantize_q4_0_weights;
+    case GgmlType::Q4_1: return quantize_weights<BlockQ4_1, quantize_row_q4_1>;
+    case GgmlType::Q5_0: return quantize_weights<BlockQ5_0, quantize_row_q5_0>;
+    case GgmlType::Q5_1: return quantize_weights<BlockQ5_1, quantize_row_q5_1>;
+    case GgmlType::MXFP4: return quantize_weights<BlockMxfp4, quantize_row_mxfp4>;
+    case GgmlType::Q4_K: return quantize_weights<BlockQ4_K, quantize_row_q4_K>;
+    case GgmlType::Q5_K: return quantize_weights<BlockQ5_K, quantize_row_q5_K>;
+    case GgmlType::Q6_K: return quantize_weights<BlockQ6_K, quantize_row_q6_K>;
+    case GgmlType::Q8_K: return quantize_weights<BlockQ8_K, quantize_row_q8_K>;
     default: return nullptr;
   }
 }

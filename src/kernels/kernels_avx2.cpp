@@ -476,6 +476,7 @@ KernelTable make_avx2_table() {
   set(GgmlType::Q8_0, dequant_q8_0_avx2, matmul_deq_avx2<dequant_q8_0_avx2>, matmul_q8act_avx2<BlockQ8_0>);
   set(GgmlType::Q4_0, dequant_q4_0_avx2, matmul_deq_avx2<dequant_q4_0_avx2>, matmul_q8act_avx2<BlockQ4_0>);
   t.quantize_act[static_cast<int>(GgmlType::Q8_0)] = quantize_q8_0_avx2;
+  add_avx2_quant_kernels(t);  // Q4_1, Q5_0, Q5_1, MXFP4, K-quants, Q8_1/Q8_K activations
   t.dot = dot_avx2;
   t.axpy = axpy_avx2;
   t.rmsnorm = rmsnorm_avx2;

@@ -9,6 +9,14 @@ namespace g4::kernels::detail {
 
 const KernelTable& scalar_table();
 const KernelTable& avx2_table();  // callable only when the CPU has AVX2+FMA+F16C
+// Fills the AVX2 slots of the quants.h types (quants_avx2.cpp); called by the
+// AVX2 table's constructor.
+void add_avx2_quant_kernels(KernelTable& t);
+// Callable only when isa_available(Isa::Avx512) (AVX-512 F/BW/VL/DQ + AVX2).
+const KernelTable& avx512_table();
+// Puts the AVX-512 VNNI Q4_0/Q8_0 matmuls into t (kernels_avx512_int8.cpp);
+// only for a CPU with AVX-512 VNNI.
+void install_avx512_int8(KernelTable& t);
 
 // Per-thread scratch buffer of at least n floats; grows, never shrinks, so a
 // steady-state forward pass does not allocate.

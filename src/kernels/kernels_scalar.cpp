@@ -5,6 +5,7 @@
 
 #include "core/dtype.h"
 #include "kernels/kernels_internal.h"
+#include "kernels/quants.h"
 
 namespace g4::kernels::detail {
 
@@ -130,6 +131,12 @@ void matmul_qact_scalar(const WeightMatrix& w, int64_t r0, int64_t r1, const voi
 void quantize_act_q8_0_any(const float* x, void* dst, int64_t n) {
   quantize_act_q8_0(x, static_cast<BlockQ8_0*>(dst), n);
 }
+void quantize_act_q8_1_any(const float* x, void* dst, int64_t n) {
+  quantize_act_q8_1(x, static_cast<BlockQ8_1*>(dst), n);
+}
+void quantize_act_q8_K_any(const float* x, void* dst, int64_t n) {
+  quantize_act_q8_K(x, static_cast<BlockQ8_K*>(dst), n);
+}
 
 void axpy_scalar(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
@@ -202,7 +209,26 @@ KernelTable make_scalar_table() {
       matmul_qact_scalar<BlockQ8_0, BlockQ8_0, kQK, vec_dot_q8_0_q8_0_scalar>);
   set(GgmlType::Q4_0, dequant_q4_0_scalar, matmul_scalar<dequant_q4_0_scalar, false>,
       matmul_qact_scalar<BlockQ4_0, BlockQ8_0, kQK, vec_dot_q4_0_q8_0_scalar>);
+  // The quants.h types (dequantizers and block dots in quants_scalar.cpp).
+  set(GgmlType::Q4_1, dequant_q4_1_scalar, matmul_scalar<dequant_q4_1_scalar, false>,
+      matmul_qact_scalar<BlockQ4_1, BlockQ8_1, kQK, vec_dot_q4_1_q8_1>);
+  set(GgmlType::Q5_0, dequant_q5_0_scalar, matmul_scalar<dequant_q5_0_scalar, false>,
+      matmul_qact_scalar<BlockQ5_0, BlockQ8_0, kQK, vec_dot_q5_0_q8_0>);
+  set(GgmlType::Q5_1, dequant_q5_1_scalar, matmul_scalar<dequant_q5_1_scalar, false>,
+      matmul_qact_scalar<BlockQ5_1, BlockQ8_1, kQK, vec_dot_q5_1_q8_1>);
+  set(GgmlType::MXFP4, dequant_mxfp4_scalar, matmul_scalar<dequant_mxfp4_scalar, false>,
+      matmul_qact_scalar<BlockMxfp4, BlockQ8_0, kQK, vec_dot_mxfp4_q8_0>);
+  set(GgmlType::Q4_K, dequant_q4_K_scalar, matmul_scalar<dequant_q4_K_scalar, false>,
+      matmul_qact_scalar<BlockQ4_K, BlockQ8_K, kQK_K, vec_dot_q4_K_q8_K>);
+  set(GgmlType::Q5_K, dequant_q5_K_scalar, matmul_scalar<dequant_q5_K_scalar, false>,
+      matmul_qact_scalar<BlockQ5_K, BlockQ8_K, kQK_K, vec_dot_q5_K_q8_K>);
+  set(GgmlType::Q6_K, dequant_q6_K_scalar, matmul_scalar<dequant_q6_K_scalar, false>,
+      matmul_qact_scalar<BlockQ6_K, BlockQ8_K, kQK_K, vec_dot_q6_K_q8_K>);
+  set(GgmlType::Q8_K, dequant_q8_K_scalar, matmul_scalar<dequant_q8_K_scalar, false>,
+      matmul_qact_scalar<BlockQ8_K, BlockQ8_K, kQK_K, vec_dot_q8_K_q8_K>);
   t.quantize_act[static_cast<int>(GgmlType::Q8_0)] = quantize_act_q8_0_any;
+  t.quantize_act[static_cast<int>(GgmlType::Q8_1)] = quantize_act_q8_1_any;
+  t.quantize_act[static_cast<int>(GgmlType::Q8_K)] = quantize_act_q8_K_any;
   t.dot = dot_scalar;
   t.axpy = axpy_scalar;
   t.rmsnorm = rmsnorm_scalar;

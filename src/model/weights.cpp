@@ -2,6 +2,7 @@
 
 #include <array>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 
@@ -70,8 +71,13 @@ uint64_t ModelWeights::copied_bytes() const {
 ModelWeights ModelWeights::bind(const Checkpoint& ck) {
   const ModelConfig& c = ck.config();
   if (c.layers.size() != static_cast<size_t>(c.n_layers)) fail("model config of '", ck.path(), "' was not derived");
-  static constexpr std::array<GgmlType, 5> kComputable = {GgmlType::F32, GgmlType::F16, GgmlType::BF16,
-                                                          GgmlType::Q8_0, GgmlType::Q4_0};
+  // Every type the kernels compute with (kernels::type_supported).
+  static const std::vector<GgmlType> kComputable = [] {
+    std::vector<GgmlType> v;
+    for (uint32_t id = 0; id < kernels::KernelTable::kTypeSlots; ++id)
+      if (ggml_type_info(id) && kernels::type_supported(static_cast<GgmlType>(id))) v.push_back(static_cast<GgmlType>(id));
+    return v;
+  }();
   ck.require_types(kComputable);
 
   Binder b{ck};

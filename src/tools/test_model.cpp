@@ -560,7 +560,7 @@ void write_hf_tokenizer_files(const std::string& dir, const TestVocab& v) {
         {"str_token", 50},   {"etr_token", 51},     {"escape_token", 52}, {"think_token", 98},
         {"soc_token", 100},  {"eoc_token", 101},    {"sot_token", 105},   {"eot_token", 106},
         {"boi_token", 255999}, {"boa_token", 256000}, {"image_token", 258880},
-        {"audio_token", 258881}, {"eoi_token", 258882}, {"eoa_token", 258883}};
+        {"audio_token", 258881}, {"eoi_token", 258882}, {"eoa_token", 258883}, {"video_token", 258884}};
     for (const auto& [key, id] : named) {
       if (id < v.size() && (v.token_types[id] == kTokControl || v.token_types[id] == kTokUserDefined))
         tc[key] = v.tokens[id];
@@ -675,17 +675,39 @@ void generate_test_values(uint64_t key, const TestInit& init, uint64_t begin, ui
     out[i - begin] = 0.f;
 }
 
+namespace {
+bool is_block_type(GgmlType t) { return ggml_type_info(t).block_size > 1; }
+
+// llama-quantize's fallback for rows that are not a multiple of the type's
+// block (tensor_type_fallback): the K-quants drop to a 32-element type, and
+// whatever still does not fit is F16. (Q8_K has no llama.cpp fallback: F16.)
+GgmlType block_fallback(GgmlType type, int64_t ne0) {
+  if (ne0 % ggml_type_info(type).block_size == 0) return type;
+  GgmlType fb = GgmlType::F16;
+  switch (type) {
+    case GgmlType::Q4_K: fb = GgmlType::Q5_0; break;
+    case GgmlType::Q5_K: fb = GgmlType::Q5_1; break;
+    case GgmlType::Q6_K: fb = GgmlType::Q8_0; break;
+    default: break;
+  }
+  return ne0 % ggml_type_info(fb).block_size == 0 ? fb : GgmlType::F16;
+}
+}  // namespace
+
 GgmlType test_tensor_type(const TensorSpec& s, TestFormat f, GgmlType type) {
   if (s.role == TensorRole::RopeFreqs) return GgmlType::F32;
   if (f == TestFormat::Hf) return type;
   if (s.ne.size() <= 1) return GgmlType::F32;
   const std::string& n = s.gguf_name;
   if (ends_with(n, "ffn_gate_inp.weight")) return GgmlType::F32;
-  if (type != GgmlType::Q8_0 && type != GgmlType::Q4_0) return type;
+  if (!is_block_type(type)) return type;
   if (n == "per_layer_model_proj.weight") return GgmlType::F32;
-  if (n == "token_embd.weight" || n == "per_layer_token_embd.weight") return GgmlType::Q8_0;
-  if (s.ne[0] % kernels::kQK != 0) return GgmlType::F16;
-  return type;
+  if (n == "token_embd.weight" || n == "per_layer_token_embd.weight") {
+    const bool q6k_head = type == GgmlType::Q4_1 || type == GgmlType::Q5_0 || type == GgmlType::Q5_1 ||
+                          type == GgmlType::Q4_K || type == GgmlType::Q5_K || type == GgmlType::Q6_K;
+    return q6k_head && s.ne[0] % kernels::kQK_K == 0 ? GgmlType::Q6_K : GgmlType::Q8_0;
+  }
+  return block_fallback(type, s.ne[0]);
 }
 
 namespace {
@@ -697,7 +719,7 @@ void round_to(GgmlType type, float* x, size_t n, int64_t ne0) {
     for (size_t i = 0; i < n; ++i) x[i] = fp16_to_f32(f32_to_fp16(x[i]));
   } else if (type == GgmlType::BF16) {
     for (size_t i = 0; i < n; ++i) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
-  } else if (type == GgmlType::Q8_0 || type == GgmlType::Q4_0) {
+  } else if (is_block_type(type)) {
     const int64_t rows = static_cast<int64_t>(n) / ne0;
     std::vector<uint8_t> q(ggml_row_bytes(type, ne0) * static_cast<size_t>(rows));
     kernels::quantize_rows(type, x, q.data(), rows, ne0);
@@ -743,12 +765,10 @@ void store(GgmlType type, const float* x, size_t n, int64_t ne0, uint8_t* dst) {
         std::memcpy(dst + 2 * i, &h, 2);
       }
       break;
-    case GgmlType::Q8_0:
-    case GgmlType::Q4_0:
-      kernels::quantize_rows(type, x, dst, static_cast<int64_t>(n) / ne0, ne0);
-      break;
     default:
-      fail("test model: unsupported storage type ", ggml_type_name(type));
+      if (!is_block_type(type) || !kernels::weight_quantizer(type))
+        fail("test model: unsupported storage type ", ggml_type_name(type));
+      kernels::quantize_rows(type, x, dst, static_cast<int64_t>(n) / ne0, ne0);
   }
 }
 
@@ -843,6 +863,14 @@ uint32_t gguf_file_type(GgmlType t) {
     case GgmlType::BF16: return 32; // LLAMA_FTYPE_MOSTLY_BF16
     case GgmlType::Q8_0: return 7;  // LLAMA_FTYPE_MOSTLY_Q8_0
     case GgmlType::Q4_0: return 2;  // LLAMA_FTYPE_MOSTLY_Q4_0
+    case GgmlType::Q4_1: return 3;  // LLAMA_FTYPE_MOSTLY_Q4_1
+    case GgmlType::Q5_0: return 8;  // LLAMA_FTYPE_MOSTLY_Q5_0
+    case GgmlType::Q5_1: return 9;  // LLAMA_FTYPE_MOSTLY_Q5_1
+    case GgmlType::Q4_K: return 15; // LLAMA_FTYPE_MOSTLY_Q4_K_M (the nearest named mix)
+    case GgmlType::Q5_K: return 17; // LLAMA_FTYPE_MOSTLY_Q5_K_M
+    case GgmlType::Q6_K: return 18; // LLAMA_FTYPE_MOSTLY_Q6_K
+    case GgmlType::MXFP4: return 38; // LLAMA_FTYPE_MOSTLY_MXFP4_MOE
+    case GgmlType::Q8_K: return 1024; // LLAMA_FTYPE_GUESSED: llama.cpp has no Q8_K file type
     default: return 0;
   }
 }
@@ -851,9 +879,11 @@ uint32_t gguf_file_type(GgmlType t) {
 
 TestModelResult write_test_model(const TestModelOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
-  const bool block_type = o.type == GgmlType::Q8_0 || o.type == GgmlType::Q4_0;
-  if (o.type != GgmlType::F32 && o.type != GgmlType::F16 && o.type != GgmlType::BF16 && !block_type)
-    fail("make-test-model: --type must be f32, f16, bf16, q8_0 or q4_0, got ", ggml_type_name(o.type));
+  const bool block_type = is_block_type(o.type);
+  if (o.type != GgmlType::F32 && o.type != GgmlType::F16 && o.type != GgmlType::BF16 &&
+      !(block_type && kernels::weight_quantizer(o.type) && kernels::type_supported(o.type)))
+    fail("make-test-model: --type must be f32, f16, bf16 or a quantized type (", kernels::quantizable_types(),
+         "), got ", ggml_type_name(o.type));
   if (o.dequantized && o.format == TestFormat::Hf)
     fail("make-test-model: --dequantized needs --format gguf");
   if (block_type && o.format == TestFormat::Hf)

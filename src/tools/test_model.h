@@ -6,7 +6,8 @@
 // truth), in either format:
 //   * GGUF: llama.cpp conventions (gemma4.* keys, tokenizer.ggml.*, 1-D tensors,
 //     rope_freqs and the MoE router in F32, the rest in the chosen type: F32,
-//     F16, BF16, or Q8_0 / Q4_0 quantized from the same f32 values with the
+//     F16, BF16, or a quantized type (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, MXFP4,
+//     Q4_K, Q5_K, Q6_K, Q8_K) quantized from the same f32 values with the
 //     kernels' reference quantizers, see test_tensor_type());
 //   * HF:   a folder with config.json (Gemma4ForConditionalGeneration nesting),
 //     model.safetensors (prefix model.language_model.), tokenizer.json,
@@ -133,14 +134,18 @@ void generate_test_values(uint64_t key, const TestInit& init, uint64_t begin, ui
 //   * 1-D tensors (norms, scalars) and rope_freqs: F32;
 //   * the MoE router ffn_gate_inp.weight: F32 (the converter forces it, and
 //     llama-quantize never quantizes it);
-//   * Q8_0 / Q4_0 files: per_layer_model_proj stays in the source type (F32;
+//   * quantized files: per_layer_model_proj stays in the source type (F32;
 //     llama-quantize skips it); token_embd and per_layer_token_embd (tied
-//     embeddings are quantized like the output head) are Q8_0 — llama-quantize
-//     picks Q8_0 for Q8_0 files, and Q6_K for Q4_0 files, falling back to Q8_0
-//     when the row is not a multiple of 256 (every tiny model); full-scale rows
-//     would be Q6_K there, which our kernels lack, so Q8_0 stands in;
-//     rows whose length is not a multiple of 32 are F16 (llama-quantize's
-//     fallback for 32-element block types); every other 2-D/3-D weight: `type`.
+//     embeddings are quantized like the output head) follow llama-quantize's
+//     output rule: Q6_K for Q4_1/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K files when the row is
+//     a multiple of 256 (full scale), else Q8_0 (every tiny model; and Q8_0
+//     files, MXFP4 (its MoE recipe), Q8_K). Q4_0 files keep Q8_0 there at
+//     every scale: they predate the Q6_K kernels, and their benchmarks and
+//     file sizes stay comparable;
+//     every other 2-D/3-D weight: `type`, or llama-quantize's fallback when the
+//     row is not a multiple of the block: Q4_K -> Q5_0, Q5_K -> Q5_1,
+//     Q6_K -> Q8_0, then F16 if that does not fit either (32-element types:
+//     F16 directly).
 GgmlType test_tensor_type(const TensorSpec& s, TestFormat f, GgmlType type);
 
 // ---- the generator ---------------------------------------------------------
@@ -149,7 +154,7 @@ struct TestModelOptions {
   TestArch arch = TestArch::E2B;
   TestScale scale = TestScale::Tiny;
   TestFormat format = TestFormat::Gguf;
-  GgmlType type = GgmlType::F32;  // F32, F16, BF16; GGUF also Q8_0, Q4_0 (see test_tensor_type)
+  GgmlType type = GgmlType::F32;  // F32, F16, BF16; GGUF also the quantized types (see test_tensor_type)
   uint64_t seed = 0;
   std::string out;                // GGUF file path, or HF folder (created)
   std::string vocab_path;         // real vocab GGUF; empty = synthetic vocab
