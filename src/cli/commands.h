@@ -12,5 +12,8 @@ void add_make_test_model_command(CLI::App& app);  // cmd_make_test_model.cpp
 void add_eval_command(CLI::App& app);             // cmd_eval.cpp
 void add_generation_commands(CLI::App& app);      // cmd_generate.cpp (run, chat)
 void add_bench_command(CLI::App& app);            // cmd_bench.cpp
+void add_convert_command(CLI::App& app);          // cmd_convert.cpp
+void add_quantize_command(CLI::App& app);         // cmd_quantize.cpp
+void add_perplexity_command(CLI::App& app);       // cmd_perplexity.cpp
 
 }  // namespace g4::cli

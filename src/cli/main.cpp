@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
   g4::cli::add_eval_command(app);
   g4::cli::add_generation_commands(app);
   g4::cli::add_bench_command(app);
+  g4::cli::add_convert_command(app);
+  g4::cli::add_quantize_command(app);
+  g4::cli::add_perplexity_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
