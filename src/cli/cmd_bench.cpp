@@ -2,7 +2,7 @@
 // memory of a model; `--membw` measures this machine's memory read bandwidth
 // and, with a model, the decode roofline (bandwidth ÷ weight bytes per token).
 //
-//   gemma4 bench -m MODEL [-p 512] [-n 128] [-t N] [-r 5] [--ctx N] [--batch N] [--json]
+//   gemma4 bench -m MODEL [-p 512] [-n 128] [-t N] [-r 5] [--ctx N] [--batch N] [--kv-type T] [--json]
 //   gemma4 bench --membw [-m MODEL ...] [-t N] [-r 5] [--membw-mib 1024] [--json]
 //
 // One run: <bos> + p−1 fixed token ids (bench_prompt_token) through
@@ -21,7 +21,7 @@
 //
 // --json prints one object: prefill_tps, decode_tps, ttft_ms (medians),
 // peak_rss_mb (MiB, 2^20 bytes), their *_min/*_max, threads, isa, p, n, runs,
-// batch, ctx, model, model_bytes; with --membw also membw_gbps (+ _min/_max),
+// batch, ctx, kv_type, model, model_bytes; with --membw also membw_gbps (+ _min/_max),
 // membw_mib and, with a model, decode_weight_bytes, decode_bound_tps and
 // decode_bound_share.
 #include <algorithm>
@@ -56,6 +56,7 @@ struct BenchOptions {
   int runs = 5;
   int64_t ctx = 0;
   int64_t batch = 64;
+  std::string kv_type = attn::kv_type_name(attn::kDefaultKvType);  // --kv-type
   bool json = false;
   bool membw = false;
   int64_t membw_mib = 1024;
@@ -94,6 +95,7 @@ struct ModelBench {
   double peak_rss_mb = 0;
   int threads = 0;
   std::string isa;
+  std::string kv_type;
   int64_t ctx = 0, batch = 0;
   uint64_t model_bytes = 0;
   DecodeWeightBytes weight_bytes;
@@ -107,6 +109,7 @@ ModelBench bench_model(const BenchOptions& o) {
   mp.n_ctx = o.ctx > 0 ? o.ctx : o.p + o.n;
   mp.max_batch = o.batch;
   mp.n_threads = o.threads;
+  mp.kv_type = attn::parse_kv_type(o.kv_type);
   auto model = Model::open(o.model, mp);
   if (model->n_ctx() < o.p + o.n)
     fail("-p ", o.p, " + -n ", o.n, " = ", o.p + o.n, " positions do not fit the context of ", model->n_ctx(),
@@ -140,6 +143,7 @@ ModelBench bench_model(const BenchOptions& o) {
   b.threads = model->n_threads();
   b.isa = kernels::isa_name(kernels::active().isa);
   b.ctx = model->n_ctx();
+  b.kv_type = attn::kv_type_name(model->cache().type());
   b.batch = model->max_batch();
   b.model_bytes = model->checkpoint().file_bytes();
   b.weight_bytes = decode_weight_bytes(model->checkpoint());
@@ -179,6 +183,7 @@ void run_bench(const BenchOptions& o) {
     j["runs"] = o.runs;
     j["batch"] = mb->batch;
     j["ctx"] = mb->ctx;
+    j["kv_type"] = mb->kv_type;
   }
   std::optional<MemoryBandwidth> bw;
   if (o.membw) {
@@ -205,9 +210,9 @@ void run_bench(const BenchOptions& o) {
   }
   if (mb) {
     std::printf("model       %s (%.1f MiB)\n", o.model.c_str(), static_cast<double>(mb->model_bytes) / (1 << 20));
-    std::printf("setup       p=%lld n=%lld runs=%d threads=%d isa=%s batch=%lld ctx=%lld\n",
+    std::printf("setup       p=%lld n=%lld runs=%d threads=%d isa=%s batch=%lld ctx=%lld kv=%s\n",
                 static_cast<long long>(o.p), static_cast<long long>(o.n), o.runs, mb->threads, mb->isa.c_str(),
-                static_cast<long long>(mb->batch), static_cast<long long>(mb->ctx));
+                static_cast<long long>(mb->batch), static_cast<long long>(mb->ctx), mb->kv_type.c_str());
     std::printf("prefill     %10.2f tok/s  (min %.2f, max %.2f)\n", mb->prefill_tps.median, mb->prefill_tps.min,
                 mb->prefill_tps.max);
     std::printf("decode      %10.2f tok/s  (min %.2f, max %.2f)\n", mb->decode_tps.median, mb->decode_tps.min,
@@ -243,6 +248,9 @@ void add_bench_command(CLI::App& app) {
   c->add_option("-r,--runs", o->runs, "timed runs after one warm-up (default 5); also the bandwidth repetitions");
   c->add_option("--ctx", o->ctx, "context to allocate (default p + n)");
   c->add_option("--batch", o->batch, "prefill chunk size in tokens (default 64)");
+  c->add_option("--kv-type", o->kv_type,
+                std::string("KV cache element type: ") + attn::kv_type_choices() + " (default " +
+                    attn::kv_type_name(attn::kDefaultKvType) + ")");
   c->add_flag("--json", o->json, "print one JSON object");
   c->add_flag("--membw", o->membw, "measure memory read bandwidth (with -m: the decode roofline too)");
   c->add_option("--membw-mib", o->membw_mib, "bandwidth buffer size in MiB (default 1024)");

@@ -3,7 +3,7 @@
 // soft-capped logits).
 //
 //   gemma4 eval -m MODEL (--tokens 2,105,... | --text TEXT) [--top K] [--all]
-//               [--greedy N] [--dump-logprobs PATH]
+//               [--greedy N] [--dump-logprobs PATH] [--kv-type T]
 //               [--json] [-t N] [--batch N] [--parse-special] [--no-bos]
 //
 // For the last position (every position with --all) prints the top-K ids:
@@ -19,6 +19,8 @@
 // printed position, in print order: rows of vocab little-endian float32
 // (log-softmax computed in double), no header; the JSON output adds
 // "n_vocab" and "rows".
+// --kv-type: the KV cache element type (f16 by default; the oracle tests pass
+// f32 to compare with llama.cpp's f32 cache).
 // --text needs a tokenizer: a GGUF's own metadata, or tokenizer.json beside
 // a Hugging Face checkpoint. Token ids need none.
 #include <algorithm>
@@ -50,6 +52,7 @@ struct EvalOptions {
   bool json = false;
   int threads = 0;
   int batch = 64;
+  std::string kv_type = attn::kv_type_name(attn::kDefaultKvType);
   bool parse_special = false;
   bool no_bos = false;
   int greedy = 0;
@@ -248,6 +251,7 @@ void run_eval(const EvalOptions& o) {
   p.n_ctx = static_cast<int64_t>(ids.size()) + std::max(0, o.greedy - 1);
   p.max_batch = o.batch;
   p.n_threads = o.threads;
+  p.kv_type = attn::parse_kv_type(o.kv_type);
   auto model = Model::open(o.model, p);
   if (model->n_ctx() < p.n_ctx)
     fail("the input has ", ids.size(), " tokens", o.greedy > 1 ? " (plus the greedy tokens)" : "",
@@ -303,6 +307,9 @@ void add_eval_command(CLI::App& app) {
   c->add_flag("--json", o->json, "print {\"positions\":[{\"pos\":n,\"top\":[{\"id\":..,\"logprob\":..}]}]}");
   c->add_option("-t,--threads", o->threads, "worker threads (default: physical cores)");
   c->add_option("--batch", o->batch, "prefill chunk size in tokens (default 64)");
+  c->add_option("--kv-type", o->kv_type,
+                std::string("KV cache element type: ") + attn::kv_type_choices() + " (default " +
+                    attn::kv_type_name(attn::kDefaultKvType) + ")");
   c->add_flag("--parse-special", o->parse_special, "--text: match control tokens (<|turn> ...) as single ids");
   c->add_flag("--no-bos", o->no_bos, "--text: do not prepend <bos>");
   c->add_option("--greedy", o->greedy, "append N greedy (argmax) tokens after the input and print them");

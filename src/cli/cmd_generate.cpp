@@ -2,9 +2,9 @@
 // streaming to stdout.
 //
 //   gemma4 run  -m MODEL -p TEXT [-n N] [sampling flags] [--ctx N] [--truncate]
-//               [-t N] [-v] [--no-bos] [--parse-special] [--ignore-eos]
+//               [--kv-type T] [-t N] [-v] [--no-bos] [--parse-special] [--ignore-eos]
 //   gemma4 chat -m MODEL [-p TEXT] [--system TEXT] [--think] [-n N] [sampling flags]
-//               [--ctx N] [--truncate] [-t N] [-v]
+//               [--ctx N] [--truncate] [--kv-type T] [-t N] [-v]
 //
 // run: the prompt is tokenised with <bos> in front (unless --no-bos) and the
 // continuation is printed as it is generated.
@@ -15,7 +15,7 @@
 // dimmed (on a terminal) or between [thinking] and [/thinking] lines.
 // -v prints the settings to stderr at the start, and after every answer the
 // prompt tokens, prefill and decode speed, time to first token and the KV
-// cache size.
+// cache size. --kv-type picks the cache's element type (f16 by default).
 //
 // Sampling defaults are the model card's: temperature 1.0, top-k 64, top-p
 // 0.95, min-p 0, no penalties; the seed is random unless --seed is given.
@@ -74,6 +74,7 @@ struct GenFlags {
   int repeat_last_n = 64;
   int64_t seed = -1;
   int64_t ctx = 0;
+  std::string kv_type = attn::kv_type_name(attn::kDefaultKvType);
   int threads = 0;
   int batch = 64;
   bool truncate = false;
@@ -101,6 +102,9 @@ void add_common_flags(CLI::App* c, GenFlags& o) {
   c->add_option("--seed", o.seed, "RNG seed (default: random)");
   c->add_option("--ctx", o.ctx, "context length in tokens (default: min(model maximum, 8192))");
   c->add_flag("--truncate", o.truncate, "keep the end of a prompt that is longer than the context");
+  c->add_option("--kv-type", o.kv_type,
+                std::string("KV cache element type: ") + attn::kv_type_choices() + " (default " +
+                    attn::kv_type_name(attn::kDefaultKvType) + ")");
   c->add_option("-t,--threads", o.threads, "worker threads (default: physical cores)");
   c->add_option("--batch", o.batch, "prefill chunk size in tokens (default 64)");
   c->add_flag("--ignore-eos", o.ignore_eos, "do not stop at end-of-generation tokens");
@@ -152,6 +156,7 @@ Engine load_engine(const GenFlags& o) {
   mp.n_ctx = o.ctx > 0 ? o.ctx : default_context_length(c);
   mp.max_batch = o.batch;
   mp.n_threads = o.threads;
+  mp.kv_type = attn::parse_kv_type(o.kv_type);
   if (o.verbose && o.ctx > 0 && c.max_context > 0 && o.ctx > c.max_context)
     std::fprintf(stderr, "note: --ctx %lld exceeds the model's maximum %d; using %d\n",
                  static_cast<long long>(o.ctx), c.max_context, c.max_context);
@@ -164,6 +169,10 @@ Engine load_engine(const GenFlags& o) {
     std::fprintf(stderr, "context: %lld tokens (%s; model maximum %d), prefill chunk %lld, threads %d\n",
                  static_cast<long long>(e.model->n_ctx()), o.ctx > 0 ? "--ctx" : "default min(model maximum, 8192)",
                  c.max_context, static_cast<long long>(e.model->max_batch()), e.model->n_threads());
+    const KvCache& kv = e.model->cache();
+    std::fprintf(stderr, "KV cache: %s, %.2f MiB reserved for the full context (attention kernels: %s)\n",
+                 attn::kv_type_name(kv.type()).c_str(), static_cast<double>(kv.reserved_bytes()) / (1024.0 * 1024.0),
+                 attn::isa_name(e.model->attention_table().isa));
     std::fprintf(stderr, "sampling: %s\n", sp.describe().c_str());
   }
   return e;
@@ -185,9 +194,11 @@ void print_stats(const Engine& e, const GenerationStats& s) {
                static_cast<long long>(s.n_sampled), s.decode_s, s.decode_tps(), s.ttft_s, stop_reason_name(s.stop));
   const KvCache& kv = e.model->cache();
   constexpr double kMiB = 1024.0 * 1024.0;
-  std::fprintf(stderr, "KV cache: %.2f MiB resident for %lld of %lld positions (%.2f MiB reserved for the full context)\n",
+  std::fprintf(stderr,
+               "KV cache: %.2f MiB resident for %lld of %lld positions (%s; %.2f MiB reserved for the full context)\n",
                static_cast<double>(kv.resident_bytes()) / kMiB, static_cast<long long>(e.model->n_past()),
-               static_cast<long long>(e.model->n_ctx()), static_cast<double>(kv.reserved_bytes()) / kMiB);
+               static_cast<long long>(e.model->n_ctx()), attn::kv_type_name(kv.type()).c_str(),
+               static_cast<double>(kv.reserved_bytes()) / kMiB);
 }
 
 void report_stop(const GenerationStats& s, int64_t n_ctx) {

@@ -1,4 +1,4 @@
-// `gemma4 info MODEL [--ctx N] [--json]`: what a checkpoint is and what it needs.
+// `gemma4 info MODEL [--ctx N] [--kv-type T] [--json]`: what a checkpoint is and what it needs.
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "formats/gguf.h"
+#include "kernels/attention.h"
 #include "model/checkpoint.h"
 #include "model/kv_cache.h"
 
@@ -23,6 +24,7 @@ namespace {
 struct InfoOptions {
   std::string model;
   int64_t ctx = 0;
+  std::string kv_type = attn::kv_type_name(attn::kDefaultKvType);
   bool json = false;
   bool checksums = false;
 };
@@ -142,9 +144,11 @@ void run_info(const InfoOptions& o) {
   }
   std::string types;
   for (const auto& [name, n] : type_counts) types += (types.empty() ? "" : ", ") + name + ": " + std::to_string(n);
-  // The engine's cache stores fp32 K and V (KvCache::kElemBytes); sliding
-  // layers hold at most the window, KV-shared layers nothing.
-  const double kv_elem = KvCache::kElemBytes;
+  // The engine's cache stores K and V in --kv-type (q8_0: 34 bytes per 32
+  // elements); sliding layers hold at most the window, KV-shared layers nothing.
+  const GgmlType kv_type = attn::parse_kv_type(o.kv_type);
+  const std::string kv_name = attn::kv_type_name(kv_type);
+  const double kv_elem = attn::kv_elem_bytes(kv_type);
   const uint64_t kv = c.kv_cache_bytes(ctx, kv_elem), kv4k = c.kv_cache_bytes(4096, kv_elem);
   const bool gguf = ck.format() == CheckpointFormat::Gguf;
   const std::vector<LayerKind> kinds = layer_kinds(c);
@@ -219,7 +223,7 @@ void run_info(const InfoOptions& o) {
     j["weights_bytes"] = weights;
     j["dead_weights_bytes"] = dead;
     j["ctx"] = ctx;
-    j["kv_cache_dtype"] = KvCache::kElemType;
+    j["kv_cache_dtype"] = kv_name;
     j["kv_cache_bytes"] = kv;
     j["kv_cache_bytes_4096"] = kv4k;
     j["total_bytes"] = weights + kv;
@@ -295,13 +299,13 @@ void run_info(const InfoOptions& o) {
   row("by type", types);
   row("weights", bytes_row(weights));
   if (dead) row("dead (unused) weights", bytes_row(dead));
-  os << "memory (weights, mapped from the file, + " << KvCache::kElemType << " KV cache)\n";
+  os << "memory (weights, mapped from the file, + " << kv_name << " KV cache)\n";
   row("ctx " + std::to_string(ctx), bytes_row(weights + kv) + ", KV " + human_bytes(kv));
   if (ctx != 4096) row("ctx 4096", bytes_row(weights + kv4k) + ", KV " + human_bytes(kv4k));
   {
     char mib[32];
     std::snprintf(mib, sizeof mib, "%.1f MiB", static_cast<double>(kv) / (1024.0 * 1024.0));
-    os << "KV cache at ctx " << ctx << ": " << mib << " (" << KvCache::kElemType
+    os << "KV cache at ctx " << ctx << ": " << mib << " (" << kv_name
        << " K and V; sliding layers capped at the window, shared layers 0; reserved up front, resident as positions "
           "fill)\n";
   }
@@ -322,6 +326,9 @@ void add_info_command(CLI::App& app) {
   cmd->add_option("MODEL", o->model, "GGUF file or Hugging Face checkpoint folder")->required();
   cmd->add_option("--ctx", o->ctx, "context length for the KV cache estimate (default: the model's maximum)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 26));
+  cmd->add_option("--kv-type", o->kv_type,
+                  std::string("KV cache element type for the memory estimate: ") + attn::kv_type_choices() +
+                      " (default " + attn::kv_type_name(attn::kDefaultKvType) + ", as run/chat/eval)");
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->add_flag("--checksums", o->checksums,
                 "also print a checksum of every tensor's values (as f32) and of all of them together, "

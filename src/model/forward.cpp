@@ -84,12 +84,15 @@ Model::Model(std::shared_ptr<const Checkpoint> ck, const ModelParams& params) : 
   const ModelConfig& c = ck_->config();
   w_ = ModelWeights::bind(*ck_);
   k_ = params.isa ? &kernels::table(*params.isa) : &kernels::active();
+  if (params.attn_isa) at_ = &attn::table(*params.attn_isa);
+  else if (params.isa) at_ = &attn::table(attn::isa_for_kernel_isa(kernels::isa_name(*params.isa)));
+  else at_ = &attn::active();
   act_ = params.matmul_act;
 
   int64_t n_ctx = params.n_ctx;
   if (c.max_context > 0 && n_ctx > c.max_context) n_ctx = c.max_context;
   max_batch_ = std::max<int64_t>(1, std::min(params.max_batch, n_ctx));
-  cache_ = KvCache(c, n_ctx, max_batch_);
+  cache_ = KvCache(c, n_ctx, max_batch_, params.kv_type);
   pool_ = std::make_unique<ThreadPool>(params.n_threads);
 
   embed_scale_ = embedding_scale(w_.token_embd.t->type, c.hidden);
@@ -122,10 +125,12 @@ Model::Model(std::shared_ptr<const Checkpoint> ck, const ModelParams& params) : 
   const size_t B = static_cast<size_t>(max_batch_);
   const size_t H = static_cast<size_t>(c.hidden);
   size_t q_dim = 0, kv_dim = 0, ffn = 0;
+  int attn_rows = 1;
   for (const LayerConfig& l : c.layers) {
     q_dim = std::max(q_dim, static_cast<size_t>(c.n_heads) * static_cast<size_t>(l.head_dim));
     kv_dim = std::max(kv_dim, static_cast<size_t>(l.n_kv_heads) * static_cast<size_t>(l.head_dim));
     ffn = std::max(ffn, static_cast<size_t>(l.ffn_dim));
+    attn_rows = std::max(attn_rows, attn::max_task_rows(c.n_heads, l.n_kv_heads));
   }
   x_.assign(B * H, 0.f);
   xn_.assign(B * H, 0.f);
@@ -144,7 +149,8 @@ Model::Model(std::shared_ptr<const Checkpoint> ck, const ModelParams& params) : 
     pg_.assign(B * static_cast<size_t>(c.ple_dim), 0.f);
     ple_ids_.assign(B, 0);
   }
-  scores_.assign(static_cast<size_t>(pool_->size()) * static_cast<size_t>(n_ctx), 0.f);
+  kv_row_.assign(2 * kv_dim, 0.f);
+  attn_ws_ = attn::Workspace(pool_->size(), attn_rows);
   if (c.moe) {
     const size_t E = static_cast<size_t>(c.n_experts), K = static_cast<size_t>(c.n_experts_used);
     const size_t Fe = static_cast<size_t>(c.expert_ffn_dim);
@@ -171,13 +177,13 @@ uint64_t Model::scratch_bytes() const {
   uint64_t b = 0;
   auto add = [&b](const auto& v) { b += v.capacity() * sizeof(v[0]); };
   for (const auto* v : {&x_, &xn_, &q_, &kraw_, &vraw_, &att_, &o_, &gate_, &up_, &ffn_out_, &ple_, &ple_tok_, &pg_,
-                        &scores_, &r_, &router_logits_, &moe_w_, &xe_, &moe_out_, &ex_in_, &ex_h_, &ex_out_, &ex_w_,
+                        &kv_row_, &r_, &router_logits_, &moe_w_, &xe_, &moe_out_, &ex_in_, &ex_h_, &ex_out_, &ex_w_,
                         &logits_})
     add(*v);
   for (const auto* v : {&moe_idx_, &ex_count_, &ex_offset_, &ex_tok_, &ple_ids_}) add(*v);
   for (const auto& v : cos_) add(v);
   for (const auto& v : sin_) add(v);
-  return b;
+  return b + attn_ws_.bytes();
 }
 
 std::span<const float> Model::forward(std::span<const int32_t> tokens, LogitsMode mode) {
@@ -299,7 +305,8 @@ void Model::attention_block(int l, int64_t n, int64_t p0) {
     }
   }
 
-  // K/V of the layers that own them, written into the cache at p0 … p0+n−1.
+  // K/V of the layers that own them, written into the cache at p0 … p0+n−1
+  // (normed and roped in fp32, then converted to the cache's element type).
   if (lc.has_kv) {
     KvCache::Layer& C = cache_.layer(l);
     kernels::matmul(lw.attn_k.w, xn_.data(), n, H, kraw_.data(), KVD, pool_.get(), k_, act_);
@@ -308,10 +315,9 @@ void Model::attention_block(int l, int64_t n, int64_t p0) {
       kernels::matmul(lw.attn_v.w, xn_.data(), n, H, vraw_.data(), KVD, pool_.get(), k_, act_);
       vsrc = vraw_.data();
     }
+    float* krow = kv_row_.data();
+    float* vrow = kv_row_.data() + KVD;
     for (int64_t t = 0; t < n; ++t) {
-      const int64_t pos = p0 + t;
-      float* krow = C.k_row(pos);
-      float* vrow = C.v_row(pos);
       const float* cs = cos_[static_cast<size_t>(g)].data() + t * half;
       const float* sn = sin_[static_cast<size_t>(g)].data() + t * half;
       for (int64_t h = 0; h < Hkv; ++h) {
@@ -319,37 +325,26 @@ void Model::attention_block(int l, int64_t n, int64_t p0) {
         k_->rope_neox(krow + h * D, D, cs, sn);
         k_->rmsnorm(vsrc + t * KVD + h * D, nullptr, vrow + h * D, D, eps);
       }
-      C.mark(pos);
+      C.store(p0 + t, krow, vrow);
     }
   }
 
-  // Attention over the (own or donor's) cache: scale 1, causal (+ window), GQA.
+  // Attention over the (own or donor's) cache: scale 1, causal (+ window), GQA,
+  // fused online-softmax kernels (kernels/attention.h).
   const KvCache::Layer& S = cache_.source(l);
   if (S.n_kv_heads != Hkv || S.head_dim != D)
     fail("layer ", l, " (", Hkv, " KV heads × ", D, ") cannot read the cache of layer ", cache_.kv_source(l), " (",
          S.n_kv_heads, " × ", S.head_dim, ")");
-  const int64_t group = nH / Hkv;
-  const int64_t window = c.sliding_window;
-  const int64_t n_ctx = cache_.n_ctx();
-  const double attn_work = static_cast<double>(n * nH) * static_cast<double>(p0 + n) * static_cast<double>(D) * 4.0;
-  par(n * nH, attn_work, [&](int64_t b, int64_t e, int tid) {
-    float* sc = scores_.data() + static_cast<size_t>(tid) * static_cast<size_t>(n_ctx);
-    for (int64_t task = b; task < e; ++task) {
-      const int64_t t = task / nH, h = task % nH, kvh = h / group;
-      const int64_t pos = p0 + t;
-      const int64_t lo = first_visible_position(lc.type, window, pos);
-      const float* qh = q_.data() + t * QD + h * D;
-      for (int64_t j = lo; j <= pos; ++j) {
-        if (!S.holds(j)) fail("internal: KV cache of layer ", cache_.kv_source(l), " lost position ", j);
-        sc[j - lo] = k_->dot(qh, S.k_row(j) + kvh * D, D);
-      }
-      const int64_t cnt = pos - lo + 1;
-      k_->softmax(sc, cnt);
-      float* out = att_.data() + t * QD + h * D;
-      std::fill(out, out + D, 0.f);
-      for (int64_t j = lo; j <= pos; ++j) k_->axpy(sc[j - lo], S.v_row(j) + kvh * D, out, D);
-    }
-  });
+  attn::Batch batch;
+  batch.q = q_.data();
+  batch.q_stride = QD;
+  batch.out = att_.data();
+  batch.out_stride = QD;
+  batch.n_heads = static_cast<int>(nH);
+  batch.n_tok = n;
+  batch.p0 = p0;
+  batch.window = lc.type == LayerType::Sliding ? c.sliding_window : 0;
+  attn::attend(S.view(), batch, attn_ws_, pool_.get(), *at_);
 
   // Output projection, post-attention norm, residual.
   kernels::matmul(lw.attn_output.w, att_.data(), n, QD, o_.data(), H, pool_.get(), k_, act_);

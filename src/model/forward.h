@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kernels/attention.h"
 #include "model/checkpoint.h"
 #include "model/kv_cache.h"
 #include "model/weights.h"
@@ -27,6 +28,11 @@ struct ModelParams {
   int64_t max_batch = 64;   // prefill chunk size (tokens per forward step)
   int n_threads = 0;        // 0: physical cores
   std::optional<kernels::Isa> isa;  // force a kernel ISA (tests, benchmarks); default: best available
+  // Attention kernel ISA; default: the one matching `isa` when that is set
+  // (attn::isa_for_kernel_isa), else the best available (capped by G4_ISA).
+  std::optional<attn::Isa> attn_isa;
+  // K/V cache element type: f16 (default), bf16, q8_0 or f32 (attn::kv_type_supported).
+  GgmlType kv_type = attn::kDefaultKvType;
   // Q8_0/Q4_0 matmuls: Default quantizes activations to Q8_0 as ggml does;
   // F32 keeps fp32 activations against the dequantized weights (tests).
   kernels::ActMode matmul_act = kernels::ActMode::Default;
@@ -64,8 +70,9 @@ class Model {
   const Checkpoint& checkpoint() const { return *ck_; }
   const ModelWeights& weights() const { return w_; }
   const KvCache& cache() const { return cache_; }
+  const attn::Table& attention_table() const { return *at_; }
   // Bytes of the scratch buffers sized at construction for max_batch tokens
-  // (activations, RoPE tables, attention scores over n_ctx, logits): with the
+  // (activations, RoPE tables, attention workspace, logits): with the
   // KV cache and weights().copied_bytes() the model's anonymous memory; the
   // weights themselves stay in the checkpoint's file mapping.
   uint64_t scratch_bytes() const;
@@ -95,6 +102,7 @@ class Model {
   KvCache cache_;
   std::unique_ptr<ThreadPool> pool_;
   const kernels::KernelTable* k_ = nullptr;
+  const attn::Table* at_ = nullptr;
   int64_t max_batch_ = 0;
   float embed_scale_ = 1.f;
   float ple_embed_scale_ = 1.f;
@@ -108,7 +116,8 @@ class Model {
   // Scratch, sized once for max_batch tokens.
   std::vector<float> x_, xn_, q_, kraw_, vraw_, att_, o_, gate_, up_, ffn_out_;
   std::vector<float> ple_, ple_tok_, pg_;
-  std::vector<float> scores_;  // n_threads × n_ctx
+  std::vector<float> kv_row_;      // one token's normed K row, then its V row (fp32, 2 × kv_dim)
+  attn::Workspace attn_ws_;        // per-thread attention scratch
   // MoE.
   std::vector<float> r_, router_logits_, moe_w_, xe_, moe_out_, ex_in_, ex_h_, ex_out_, ex_w_;
   std::vector<int32_t> moe_idx_, ex_count_, ex_offset_, ex_tok_;

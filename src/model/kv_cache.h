@@ -13,9 +13,12 @@
 //   the KV-shared layers reading this cache afterwards) still in place.
 // * KV-shared layers: nothing; they read the cache of their kv_source.
 //
-// K is stored after k_norm + RoPE, V after the scale-free norm, fp32 rows of
-// n_kv_heads·head_dim ([head][lane]) — kElemBytes = 4 bytes per element, so
-// with max_batch = 1 kv_bytes() == ModelConfig::kv_cache_bytes(n_ctx, 4).
+// K is stored after k_norm + RoPE, V after the scale-free norm, as rows of
+// n_kv_heads·head_dim elements per slot ([head][lane]) in the cache's element
+// type (kernels/attention.h: f32, f16 — the engine default —, bf16 or q8_0,
+// whose 32-element blocks run along head_dim); the forward pass converts its
+// fp32 rows on store() and the attention kernels read the type directly. With
+// max_batch = 1, kv_bytes() == ModelConfig::kv_cache_bytes(n_ctx, elem_bytes()).
 // Each slot remembers the absolute position it holds (a tag of position + 1,
 // 0 = empty, so untouched zero pages read as empty), so a stale or overwritten
 // slot is never attended.
@@ -24,7 +27,9 @@
 #include <utility>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/reserved_memory.h"
+#include "kernels/attention.h"
 #include "model/config.h"
 
 namespace g4 {
@@ -32,17 +37,11 @@ namespace g4 {
 // Positions a query at absolute position `pos` attends to: [first, pos].
 // Sliding layers: pos − window < k ≤ pos. Full layers: 0 ≤ k ≤ pos.
 inline int64_t first_visible_position(LayerType type, int64_t window, int64_t pos) {
-  if (type == LayerType::Sliding) {
-    const int64_t lo = pos - window + 1;
-    return lo > 0 ? lo : 0;
-  }
-  return 0;
+  return type == LayerType::Sliding ? attn::first_visible(window, pos) : 0;
 }
 
 class KvCache {
  public:
-  static constexpr int kElemBytes = sizeof(float);  // K/V element type: fp32
-  static constexpr const char* kElemType = "f32";
   static constexpr int kTagBytes = sizeof(int64_t);  // per slot
 
   struct Layer {
@@ -51,31 +50,50 @@ class KvCache {
     int64_t capacity = 0;   // slots
     int n_kv_heads = 0;
     int head_dim = 0;
-    float* k = nullptr;     // capacity × row(), in `mem`
-    float* v = nullptr;     // capacity × row(), in `mem`
+    GgmlType type = GgmlType::F32;  // element type of K and V
+    size_t head_bytes = 0;  // one head's row: attn::kv_head_bytes(type, head_dim)
+    size_t row_bytes = 0;   // one slot: n_kv_heads × head_bytes
+    uint8_t* k = nullptr;   // capacity × row_bytes, in `mem`
+    uint8_t* v = nullptr;   // capacity × row_bytes, in `mem`
     int64_t* tags = nullptr;  // per slot: absolute position + 1, 0 = empty
-    ReservedMemory mem;     // K, then V, then the tags
+    ReservedMemory mem;     // the tags (padded to 64 bytes), then K, then V
 
-    int64_t row() const { return int64_t(n_kv_heads) * head_dim; }
+    int64_t row() const { return int64_t(n_kv_heads) * head_dim; }  // elements per slot
     int64_t slot(int64_t pos) const { return ring ? pos % capacity : pos; }
     bool holds(int64_t pos) const {
       return pos >= 0 && (ring || pos < capacity) && tags[slot(pos)] == pos + 1;
     }
-    // Row pointers for `pos` (no check; see holds()).
-    float* k_row(int64_t pos) { return k + slot(pos) * row(); }
-    float* v_row(int64_t pos) { return v + slot(pos) * row(); }
-    const float* k_row(int64_t pos) const { return k + slot(pos) * row(); }
-    const float* v_row(int64_t pos) const { return v + slot(pos) * row(); }
+    // Slot bytes for `pos` (no check; see holds()).
+    uint8_t* k_row(int64_t pos) { return k + static_cast<size_t>(slot(pos)) * row_bytes; }
+    uint8_t* v_row(int64_t pos) { return v + static_cast<size_t>(slot(pos)) * row_bytes; }
+    const uint8_t* k_row(int64_t pos) const { return k + static_cast<size_t>(slot(pos)) * row_bytes; }
+    const uint8_t* v_row(int64_t pos) const { return v + static_cast<size_t>(slot(pos)) * row_bytes; }
+    // Stores position `pos`: row() fp32 values of K and of V, converted to
+    // `type` (attn::store_row), then marks the slot. Overwrites whatever
+    // position the slot held before.
+    void store(int64_t pos, const float* k_f32, const float* v_f32);
+    // Reads position `pos` back as fp32 (row() values each; tests, tools).
+    void load(int64_t pos, float* k_f32, float* v_f32) const;
     // Marks `pos` as stored in its slot (after k_row/v_row were written).
     void mark(int64_t pos) { tags[slot(pos)] = pos + 1; }
     // K+V bytes of `slots` slots (no tags).
-    uint64_t kv_bytes(int64_t slots) const { return 2ull * uint64_t(slots) * uint64_t(row()) * kElemBytes; }
+    uint64_t kv_bytes(int64_t slots) const { return 2ull * uint64_t(slots) * row_bytes; }
+    // Bytes reserved for the tags of `slots` slots: kTagBytes each, rounded up to 64.
+    static uint64_t tag_region_bytes(int64_t slots) { return (uint64_t(slots) * kTagBytes + 63) / 64 * 64; }
+    // The layer as the attention kernels read it.
+    attn::KvView view() const;
   };
 
   KvCache() = default;
-  // Reserves (does not commit) every layer's storage. Throws g4::Error for
-  // n_ctx < 1 or max_batch < 1, or when the address space cannot be reserved.
-  KvCache(const ModelConfig& c, int64_t n_ctx, int64_t max_batch);
+  // Reserves (does not commit) every layer's storage, elements of `type`
+  // (attn::kv_type_supported). Throws g4::Error for n_ctx < 1 or max_batch < 1,
+  // an unsupported type (or q8_0 with a head dim that is not a multiple of 32),
+  // or when the address space cannot be reserved.
+  KvCache(const ModelConfig& c, int64_t n_ctx, int64_t max_batch, GgmlType type = attn::kDefaultKvType);
+
+  GgmlType type() const { return type_; }
+  // Bytes per K or V element (4, 2, 2, 34/32 for q8_0), for ModelConfig::kv_cache_bytes.
+  double elem_bytes() const { return attn::kv_elem_bytes(type_); }
 
   int64_t n_ctx() const { return n_ctx_; }
   int64_t max_batch() const { return max_batch_; }
@@ -95,10 +113,10 @@ class KvCache {
 
   // ---- byte accounting ----
   // K+V bytes reserved for the whole context (sliding layers: their ring,
-  // shared layers: 0). Equals ModelConfig::kv_cache_bytes(n_ctx, kElemBytes)
+  // shared layers: 0). Equals ModelConfig::kv_cache_bytes(n_ctx, elem_bytes())
   // when max_batch is 1; each sliding ring holds max_batch − 1 more slots otherwise.
   uint64_t kv_bytes() const;
-  // Everything reserved: kv_bytes() plus the position tags.
+  // Everything reserved: kv_bytes() plus each layer's tag region (tag_region_bytes).
   uint64_t reserved_bytes() const;
   uint64_t bytes() const { return reserved_bytes(); }
   // K+V+tag bytes that `n_tokens` stored positions occupy (each layer holds
@@ -111,6 +129,7 @@ class KvCache {
   int64_t n_ctx_ = 0;
   int64_t max_batch_ = 0;
   int64_t n_past_ = 0;
+  GgmlType type_ = attn::kDefaultKvType;
   std::vector<Layer> layers_;
   std::vector<int> kv_source_;
 };

@@ -119,6 +119,7 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
     p.n_ctx = 64;
     p.max_batch = max_batch;
     p.n_threads = threads;
+    p.kv_type = GgmlType::F32;  // the golden logits come from an fp32 reference
     return std::make_unique<Model>(ck_, p);
   }
   void record(const std::string& mode, double d) {
@@ -236,6 +237,7 @@ TEST_P(GoldenTest, EveryKernelIsaMatchesGolden) {
     p.n_ctx = 64;
     p.max_batch = 5;
     p.isa = isa;
+    p.kv_type = GgmlType::F32;
     Model m(ck_, p);
     const size_t V = static_cast<size_t>(m.vocab_size());
     double worst = 0;
@@ -326,6 +328,7 @@ std::vector<float> all_logits(const std::string& path, const std::vector<int32_t
   p.max_batch = 16;
   p.matmul_act = act;
   p.isa = isa;
+  p.kv_type = GgmlType::F32;
   auto m = Model::open(path, p);
   auto l = m->forward(ids, LogitsMode::All);
   return {l.begin(), l.end()};
@@ -532,26 +535,29 @@ ModelConfig small_config(int n_layers, const std::vector<LayerType>& types, int 
 
 TEST(Blocks, RingBufferWrap) {
   const ModelConfig c = small_config(2, {LayerType::Sliding, LayerType::Full}, 0, 8);
-  KvCache cache(c, 100, 1);
+  KvCache cache(c, 100, 1, GgmlType::F32);  // f32: the values below read back exactly
   KvCache::Layer& s = cache.layer(0);
   KvCache::Layer& f = cache.layer(1);
   EXPECT_TRUE(s.ring);
   EXPECT_EQ(s.capacity, 8);  // exactly the window for decode
   EXPECT_FALSE(f.ring);
   EXPECT_EQ(f.capacity, 100);
+  std::vector<float> k(static_cast<size_t>(s.row())), v(k.size());
   for (int64_t pos = 0; pos < 21; ++pos) {
     for (int64_t i = 0; i < s.row(); ++i) {
-      s.k_row(pos)[i] = static_cast<float>(pos * 100 + i);
-      s.v_row(pos)[i] = -static_cast<float>(pos * 100 + i);
+      k[static_cast<size_t>(i)] = static_cast<float>(pos * 100 + i);
+      v[static_cast<size_t>(i)] = -static_cast<float>(pos * 100 + i);
     }
-    s.mark(pos);
+    s.store(pos, k.data(), v.data());
     // Reference: the ring holds exactly the last min(pos+1, 8) positions.
     for (int64_t q = 0; q <= pos + 1; ++q) {
       const bool ref = q <= pos && q > pos - 8;
       EXPECT_EQ(s.holds(q), ref) << "after " << pos << " query " << q;
       if (ref) {
-        EXPECT_EQ(s.k_row(q)[1], static_cast<float>(q * 100 + 1));
-        EXPECT_EQ(s.v_row(q)[0], -static_cast<float>(q * 100));
+        std::vector<float> kq(k.size()), vq(k.size());
+        s.load(q, kq.data(), vq.data());
+        EXPECT_EQ(kq[1], static_cast<float>(q * 100 + 1));
+        EXPECT_EQ(vq[0], -static_cast<float>(q * 100));
         EXPECT_EQ(s.slot(q), q % 8);
       }
     }

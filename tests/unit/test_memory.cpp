@@ -2,7 +2,7 @@
 //  * KvCache: storage is reserved, not committed — resident memory grows with
 //    the positions written (full layers), stays capped by the window (sliding
 //    rings), is zero for KV-shared layers, and its byte accounting agrees with
-//    ModelConfig::kv_cache_bytes (fp32 K and V).
+//    ModelConfig::kv_cache_bytes for every element type (f32, f16, bf16, q8_0).
 //  * MemoryFull.* (ctest label "full", ~1–2 min, several GB of disk in the
 //    build folder, deleted at the end): a full-shape E2B GGUF is generated,
 //    opened and run for a few tokens; the process's anonymous memory may grow
@@ -29,6 +29,7 @@
 
 #include "core/error.h"
 #include "core/reserved_memory.h"
+#include "kernels/attention.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/forward.h"
@@ -111,12 +112,24 @@ uint64_t anon_granule() {
 
 ModelConfig full_e2b() { return test_model_config(TestArch::E2B, TestScale::Full, 262144); }
 
+constexpr GgmlType kKvTypes[] = {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0};
+
+// The value stored (in every lane) at position `pos`, and what reading it
+// back from a `type` cache gives.
+float stored_value(int64_t pos) { return static_cast<float>(pos % 64) + 0.5f; }
+float read_back(GgmlType type, float x) {
+  std::vector<float> row(32, x), back(32);
+  std::vector<uint8_t> bytes(attn::kv_head_bytes(type, 32));
+  attn::store_row(type, row.data(), bytes.data(), 32);
+  attn::load_row(type, bytes.data(), back.data(), 32);
+  return back[0];
+}
+
 // Fills position `pos` of a layer the way the forward pass does.
 void store(KvCache::Layer& l, int64_t pos) {
-  float* k = l.k_row(pos);
-  float* v = l.v_row(pos);
-  for (int64_t i = 0; i < l.row(); ++i) k[i] = v[i] = static_cast<float>(pos) + 0.5f;
-  l.mark(pos);
+  thread_local std::vector<float> row;
+  row.assign(static_cast<size_t>(l.row()), stored_value(pos));
+  l.store(pos, row.data(), row.data());
 }
 
 }  // namespace
@@ -125,100 +138,138 @@ void store(KvCache::Layer& l, int64_t pos) {
 // KV cache accounting and lazy commit (fast)
 
 TEST(KvCacheMemory, AccountingMatchesConfigForEveryVariant) {
-  for (TestArch a : {TestArch::E2B, TestArch::E4B, TestArch::A26B, TestArch::D31B}) {
-    for (TestScale s : {TestScale::Tiny, TestScale::Full}) {
-      const ModelConfig c = test_model_config(a, s, s == TestScale::Full ? 262144 : 1024);
-      const int64_t max_ctx = c.max_context;
-      for (int64_t n_ctx : {int64_t{1}, int64_t{100}, int64_t{c.sliding_window}, int64_t{4096}, max_ctx}) {
-        SCOPED_TRACE(std::string(test_arch_name(a)) + " " + test_scale_name(s) + " ctx " + std::to_string(n_ctx));
-        // Decode-only cache (max_batch 1): exactly the config's fp32 estimate.
-        const KvCache one(c, n_ctx, 1);
-        EXPECT_EQ(one.kv_bytes(), c.kv_cache_bytes(n_ctx, KvCache::kElemBytes));
-        uint64_t slots = 0, shared_bytes = 0;
-        for (int l = 0; l < one.n_layers(); ++l) {
-          slots += static_cast<uint64_t>(one.layer(l).capacity);
-          if (!one.layer(l).present) shared_bytes += one.layer(l).mem.size();
-        }
-        EXPECT_EQ(shared_bytes, 0u) << "KV-shared layers store nothing";
-        EXPECT_EQ(one.reserved_bytes(), one.kv_bytes() + slots * KvCache::kTagBytes);
-        EXPECT_EQ(one.bytes_for_tokens(n_ctx), one.reserved_bytes());
-        // Chunked prefill: each sliding ring holds max_batch − 1 extra slots.
-        const int64_t B = 64;
-        const KvCache chunked(c, n_ctx, B);
-        uint64_t extra = 0;
-        for (const LayerConfig& lc : c.layers)
-          if (lc.has_kv && lc.type == LayerType::Sliding) {
-            const int64_t cap = std::min<int64_t>(n_ctx, c.sliding_window + B - 1);
-            extra += 2ull * static_cast<uint64_t>(cap - std::min<int64_t>(n_ctx, c.sliding_window)) *
-                     static_cast<uint64_t>(lc.n_kv_heads * lc.head_dim) * KvCache::kElemBytes;
+  for (GgmlType type : kKvTypes) {
+    for (TestArch a : {TestArch::E2B, TestArch::E4B, TestArch::A26B, TestArch::D31B}) {
+      for (TestScale s : {TestScale::Tiny, TestScale::Full}) {
+        const ModelConfig c = test_model_config(a, s, s == TestScale::Full ? 262144 : 1024);
+        const int64_t max_ctx = c.max_context;
+        for (int64_t n_ctx : {int64_t{1}, int64_t{100}, int64_t{c.sliding_window}, int64_t{4096}, max_ctx}) {
+          SCOPED_TRACE(attn::kv_type_name(type) + " " + test_arch_name(a) + " " + test_scale_name(s) + " ctx " +
+                       std::to_string(n_ctx));
+          // Decode-only cache (max_batch 1): exactly the config's estimate for the element size.
+          const KvCache one(c, n_ctx, 1, type);
+          EXPECT_EQ(one.type(), type);
+          EXPECT_EQ(one.elem_bytes(), attn::kv_elem_bytes(type));
+          EXPECT_EQ(one.kv_bytes(), c.kv_cache_bytes(n_ctx, one.elem_bytes()));
+          uint64_t tag_bytes = 0, shared_bytes = 0;
+          for (int l = 0; l < one.n_layers(); ++l) {
+            const KvCache::Layer& L = one.layer(l);
+            if (!L.present) {
+              shared_bytes += L.mem.size();
+              continue;
+            }
+            tag_bytes += KvCache::Layer::tag_region_bytes(L.capacity);
+            EXPECT_GE(KvCache::Layer::tag_region_bytes(L.capacity), uint64_t(L.capacity) * KvCache::kTagBytes);
+            EXPECT_LT(KvCache::Layer::tag_region_bytes(L.capacity), uint64_t(L.capacity) * KvCache::kTagBytes + 64);
+            // One slot: n_kv_heads rows of head_dim elements of the type (q8_0: 34 bytes per 32).
+            const double row = static_cast<double>(L.n_kv_heads) * L.head_dim * attn::kv_elem_bytes(type);
+            EXPECT_EQ(static_cast<double>(L.row_bytes), row);
+            EXPECT_EQ(reinterpret_cast<uintptr_t>(L.tags) % alignof(int64_t), 0u) << "tags aligned";
+            EXPECT_EQ(reinterpret_cast<uintptr_t>(L.k) % 64, 0u) << "K starts on a cache line";
           }
-        EXPECT_EQ(chunked.kv_bytes(), c.kv_cache_bytes(n_ctx, KvCache::kElemBytes) + extra);
+          EXPECT_EQ(shared_bytes, 0u) << "KV-shared layers store nothing";
+          EXPECT_EQ(one.reserved_bytes(), one.kv_bytes() + tag_bytes);
+          EXPECT_EQ(one.bytes_for_tokens(n_ctx), one.reserved_bytes());
+          // Chunked prefill: each sliding ring holds max_batch − 1 extra slots.
+          const int64_t B = 64;
+          const KvCache chunked(c, n_ctx, B, type);
+          uint64_t extra = 0;
+          for (const LayerConfig& lc : c.layers)
+            if (lc.has_kv && lc.type == LayerType::Sliding) {
+              const int64_t cap = std::min<int64_t>(n_ctx, c.sliding_window + B - 1);
+              extra += 2ull * static_cast<uint64_t>(cap - std::min<int64_t>(n_ctx, c.sliding_window)) *
+                       attn::kv_head_bytes(type, lc.head_dim) * static_cast<uint64_t>(lc.n_kv_heads);
+            }
+          EXPECT_EQ(chunked.kv_bytes(), c.kv_cache_bytes(n_ctx, chunked.elem_bytes()) + extra);
+        }
       }
     }
   }
   // Spot values (spec §1.1): E2B keeps KV for 15 of 35 layers (12 sliding ×
-  // 512 positions × 256 lanes, 3 full × 512 lanes), fp32 K and V.
+  // 512 positions × 256 lanes, 3 full × 512 lanes), K and V.
   const ModelConfig c = full_e2b();
-  EXPECT_EQ(c.kv_cache_bytes(131072, 4), 2ull * 4 * (12ull * 512 * 256 + 3ull * 131072 * 512));
+  const uint64_t elems = 2ull * (12ull * 512 * 256 + 3ull * 131072 * 512);
+  EXPECT_EQ(c.kv_cache_bytes(131072, 4), elems * 4);
+  EXPECT_EQ(KvCache(c, 131072, 1, GgmlType::F32).kv_bytes(), elems * 4);
+  EXPECT_EQ(KvCache(c, 131072, 1).kv_bytes(), elems * 2) << "f16 is the default";
+  EXPECT_EQ(KvCache(c, 131072, 1, GgmlType::BF16).kv_bytes(), elems * 2);
+  EXPECT_EQ(KvCache(c, 131072, 1, GgmlType::Q8_0).kv_bytes(), elems / 32 * 34);
+  // q8_0 blocks run along head_dim: a head dim that is not a multiple of 32 is refused.
+  ModelConfig odd = test_model_config(TestArch::E2B, TestScale::Tiny, 1024);
+  odd.head_dim = 24;
+  odd.derive();
+  EXPECT_THROW(KvCache(odd, 64, 1, GgmlType::Q8_0), Error);
+  EXPECT_NO_THROW(KvCache(odd, 64, 1, GgmlType::F16));
+  EXPECT_THROW(KvCache(c, 64, 1, GgmlType::Q4_0), Error);
 }
 
 TEST(KvCacheMemory, ReservedAtMaxContextButCommittedOnlyWhenWritten) {
   const ModelConfig c = full_e2b();
   const uint64_t granule = anon_granule();
-  const uint64_t a0 = anon_bytes();
-  KvCache cache(c, c.max_context, 1);  // 131072 positions
-  const uint64_t a1 = anon_bytes();
-  std::printf("  E2B KV cache at ctx %d: reserved %.1f MiB (K+V %.1f MiB), anonymous growth at open %.2f MiB\n",
-              c.max_context, cache.reserved_bytes() / double(kMiB), cache.kv_bytes() / double(kMiB),
-              (a1 > a0 ? a1 - a0 : 0) / double(kMiB));
-  EXPECT_GT(cache.reserved_bytes(), 1024 * kMiB);
-  EXPECT_EQ(cache.resident_bytes(), 0u);
-  EXPECT_LT(a1 > a0 ? a1 - a0 : 0, 4 * kMiB) << "reserving the cache must not commit memory";
+  for (GgmlType type : kKvTypes) {
+    SCOPED_TRACE(attn::kv_type_name(type));
+    const uint64_t a0 = anon_bytes();
+    KvCache cache(c, c.max_context, 1, type);  // 131072 positions
+    const uint64_t a1 = anon_bytes();
+    std::printf("  E2B %s KV cache at ctx %d: reserved %.1f MiB (K+V %.1f MiB), anonymous growth at open %.2f MiB\n",
+                attn::kv_type_name(type).c_str(), c.max_context, cache.reserved_bytes() / double(kMiB),
+                cache.kv_bytes() / double(kMiB), (a1 > a0 ? a1 - a0 : 0) / double(kMiB));
+    EXPECT_GT(cache.reserved_bytes(), 400 * kMiB);  // q8_0: 414 MiB
+    EXPECT_EQ(cache.resident_bytes(), 0u);
+    EXPECT_LT(a1 > a0 ? a1 - a0 : 0, 4 * kMiB) << "reserving the cache must not commit memory";
 
-  // Full layers grow with the positions written; sliding rings and shared layers don't.
-  const int64_t n = 3000;
-  for (int64_t pos = 0; pos < n; ++pos)
+    // Full layers grow with the positions written; sliding rings and shared layers don't.
+    const int64_t n = 3000;
+    for (int64_t pos = 0; pos < n; ++pos)
+      for (int l = 0; l < cache.n_layers(); ++l)
+        if (cache.layer(l).present) store(cache.layer(l), pos);
+    cache.set_n_past(n);
+    const uint64_t need = cache.bytes_for_tokens(n);
+    int present = 0;
+    for (int l = 0; l < cache.n_layers(); ++l) present += cache.layer(l).present;
+    const uint64_t resident = cache.resident_bytes();
+    std::printf("  after %lld positions: resident %.2f MiB, bytes_for_tokens %.2f MiB\n", static_cast<long long>(n),
+                resident / double(kMiB), need / double(kMiB));
+    EXPECT_GE(resident, need);
+    EXPECT_LE(resident, need + static_cast<uint64_t>(present) * 3 * granule);
+    std::vector<float> k, v;
+    for (int l = 0; l < cache.n_layers(); ++l) {
+      const KvCache::Layer& L = cache.layer(l);
+      if (!L.present) {
+        EXPECT_EQ(L.mem.size(), 0u);
+        continue;
+      }
+      const int64_t slots = std::min<int64_t>(n, L.capacity);
+      EXPECT_LE(L.mem.resident_bytes(), L.kv_bytes(slots) + KvCache::Layer::tag_region_bytes(slots) + 3 * granule)
+          << l;
+      if (L.ring) {
+        EXPECT_EQ(L.capacity, c.sliding_window) << l;
+      }
+    }
+    // The ring holds exactly the last window positions; full layers everything.
+    for (int l = 0; l < cache.n_layers(); ++l) {
+      const KvCache::Layer& L = cache.layer(l);
+      if (!L.present) continue;
+      EXPECT_EQ(L.holds(n - 1), true);
+      EXPECT_EQ(L.holds(0), !L.ring);
+      EXPECT_EQ(L.holds(n - c.sliding_window), true);
+      EXPECT_EQ(L.holds(n - c.sliding_window - 1), !L.ring);
+      EXPECT_EQ(L.holds(n), false);
+      k.resize(static_cast<size_t>(L.row()));
+      v.resize(static_cast<size_t>(L.row()));
+      L.load(n - 1, k.data(), v.data());
+      EXPECT_EQ(k[0], read_back(type, stored_value(n - 1)));
+      EXPECT_EQ(v.back(), read_back(type, stored_value(n - 1)));
+      EXPECT_NE(k[0], read_back(type, stored_value(n - 2)));
+    }
+    // clear() gives the pages back and empties every slot.
+    cache.clear();
+    EXPECT_EQ(cache.resident_bytes(), 0u);
     for (int l = 0; l < cache.n_layers(); ++l)
-      if (cache.layer(l).present) store(cache.layer(l), pos);
-  cache.set_n_past(n);
-  const uint64_t need = cache.bytes_for_tokens(n);
-  int present = 0;
-  for (int l = 0; l < cache.n_layers(); ++l) present += cache.layer(l).present;
-  const uint64_t resident = cache.resident_bytes();
-  std::printf("  after %lld positions: resident %.2f MiB, bytes_for_tokens %.2f MiB\n", static_cast<long long>(n),
-              resident / double(kMiB), need / double(kMiB));
-  EXPECT_GE(resident, need);
-  EXPECT_LE(resident, need + static_cast<uint64_t>(present) * 3 * granule);
-  for (int l = 0; l < cache.n_layers(); ++l) {
-    const KvCache::Layer& L = cache.layer(l);
-    if (!L.present) {
-      EXPECT_EQ(L.mem.size(), 0u);
-      continue;
-    }
-    const int64_t slots = std::min<int64_t>(n, L.capacity);
-    EXPECT_LE(L.mem.resident_bytes(), L.kv_bytes(slots) + slots * KvCache::kTagBytes + 3 * granule) << l;
-    if (L.ring) {
-      EXPECT_EQ(L.capacity, c.sliding_window) << l;
-    }
+      if (cache.layer(l).present) {
+        EXPECT_FALSE(cache.layer(l).holds(n - 1));
+      }
   }
-  // The ring holds exactly the last window positions; full layers everything.
-  for (int l = 0; l < cache.n_layers(); ++l) {
-    const KvCache::Layer& L = cache.layer(l);
-    if (!L.present) continue;
-    EXPECT_EQ(L.holds(n - 1), true);
-    EXPECT_EQ(L.holds(0), !L.ring);
-    EXPECT_EQ(L.holds(n - c.sliding_window), true);
-    EXPECT_EQ(L.holds(n - c.sliding_window - 1), !L.ring);
-    EXPECT_EQ(L.holds(n), false);
-    EXPECT_EQ(L.k_row(n - 1)[0], static_cast<float>(n - 1) + 0.5f);
-  }
-  // clear() gives the pages back and empties every slot.
-  cache.clear();
-  EXPECT_EQ(cache.resident_bytes(), 0u);
-  for (int l = 0; l < cache.n_layers(); ++l)
-    if (cache.layer(l).present) {
-      EXPECT_FALSE(cache.layer(l).holds(n - 1));
-    }
 }
 
 TEST(KvCacheMemory, ReservedMemoryBasics) {
@@ -412,7 +463,7 @@ TEST(MemoryFull, E2bWeightsMappedAndPleGatheredByRows) {
   ASSERT_EQ(one.size(), 262144u);
   const uint64_t a1 = anon_bytes();
   const uint64_t growth = a1 > a0 ? a1 - a0 : 0;
-  const uint64_t kv_cfg = m->config().kv_cache_bytes(m->n_ctx(), KvCache::kElemBytes);
+  const uint64_t kv_cfg = m->config().kv_cache_bytes(m->n_ctx(), m->cache().elem_bytes());
   const uint64_t kv_reserved = m->cache().reserved_bytes();
   const uint64_t scratch = m->scratch_bytes() + m->weights().copied_bytes();
   const uint64_t bound = kv_reserved + scratch + five_percent;
@@ -468,9 +519,10 @@ TEST(MemoryFull, E2bWeightsMappedAndPleGatheredByRows) {
               (a_open > a0 ? a_open - a0 : 0) / double(kMiB), static_cast<long long>(m->n_past()),
               growth / double(kMiB), bound / double(kMiB), kv_reserved / double(kMiB), scratch / double(kMiB),
               five_percent / double(kMiB));
-  std::printf("  KV cache at ctx %lld: config %.2f MiB (f32), reserved %.2f MiB, resident %.3f MiB for %lld tokens "
+  std::printf("  KV cache at ctx %lld: config %.2f MiB (%s), reserved %.2f MiB, resident %.3f MiB for %lld tokens "
               "(bytes_for_tokens %.3f MiB)\n",
-              static_cast<long long>(m->n_ctx()), kv_cfg / double(kMiB), kv_reserved / double(kMiB),
+              static_cast<long long>(m->n_ctx()), kv_cfg / double(kMiB),
+              attn::kv_type_name(m->cache().type()).c_str(), kv_reserved / double(kMiB),
               m->cache().resident_bytes() / double(kMiB), static_cast<long long>(m->n_past()),
               m->cache().bytes_for_tokens(m->n_past()) / double(kMiB));
   std::printf("  per_layer_token_embd (%s, %.1f MiB, rows of %llu bytes): pages present %llu at open, %llu after "
