@@ -29,6 +29,7 @@ CpuFeatures detect() {
     f.avx512f = os_avx512 && (b & (1u << 16));
     f.avx512bw = f.avx512f && (b & (1u << 30));
     f.avx512vl = f.avx512f && (b & (1u << 31));
+    f.avx512dq = f.avx512f && (b & (1u << 17));
     f.avx512vnni = f.avx512f && (c & (1u << 11));
   }
   if (f.avx512f && __get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avx512bf16 = a & (1u << 5);

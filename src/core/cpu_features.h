@@ -7,7 +7,7 @@ namespace g4 {
 
 struct CpuFeatures {
   bool avx = false, avx2 = false, fma = false, f16c = false;
-  bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false;
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512vnni = false, avx512bf16 = false;
 };
 
 const CpuFeatures& cpu_features();

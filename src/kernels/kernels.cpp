@@ -19,6 +19,7 @@ const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::Scalar: return "scalar";
     case Isa::Avx2: return "avx2";
+    case Isa::Avx512: return "avx512";
   }
   return "unknown";
 }
@@ -30,6 +31,10 @@ bool isa_available(Isa isa) {
       const CpuFeatures& f = cpu_features();
       return f.avx2 && f.fma && f.f16c;
     }
+    case Isa::Avx512: {
+      const CpuFeatures& f = cpu_features();
+      return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
+    }
   }
   return false;
 }
@@ -39,6 +44,7 @@ const KernelTable& table(Isa isa) {
   switch (isa) {
     case Isa::Scalar: return detail::scalar_table();
     case Isa::Avx2: return detail::avx2_table();
+    case Isa::Avx512: return detail::avx512_table();
   }
   fail("unknown kernel ISA ", static_cast<int>(isa));
 }
@@ -224,17 +230,76 @@ bool quantizes_activations(GgmlType t, ActMode mode) {
   return default_act_q8();
 }
 
+namespace {
+
+// Task layout of one matmul: tasks of kRowsPerTask rows (a multiple of every
+// kernel's row tile: 16-row AVX-512 panels, 2/4/8-row tiles elsewhere) times
+// token blocks of kTokBlock·j tokens (a multiple of the 8-token tile). Every
+// output element is computed the same way whatever the task it falls in, so
+// the split only affects speed, never results.
+struct TaskGrid {
+  int64_t row_tasks = 1, tok_blocks = 1, tok_per_block = 1;
+  int64_t count() const { return row_tasks * tok_blocks; }
+};
+
+constexpr int64_t kRowsPerTask = 16;
+constexpr int64_t kTokBlock = 8;
+
+TaskGrid task_grid(int64_t n_out, int64_t n_tok, int threads) {
+  TaskGrid g;
+  g.row_tasks = (n_out + kRowsPerTask - 1) / kRowsPerTask;
+  g.tok_per_block = n_tok;
+  // Rows alone give every thread several tasks for all but the narrowest
+  // matrices (the MoE router, small experts with many threads); only then
+  // split the tokens too (each block re-packs its weight rows).
+  const int64_t want = 4 * static_cast<int64_t>(threads);
+  if (threads > 1 && g.row_tasks < want && n_tok >= 2 * kTokBlock) {
+    const int64_t max_blocks = (n_tok + kTokBlock - 1) / kTokBlock;
+    const int64_t blocks = std::min(max_blocks, (want + g.row_tasks - 1) / g.row_tasks);
+    g.tok_per_block = ((n_tok + blocks - 1) / blocks + kTokBlock - 1) / kTokBlock * kTokBlock;
+    g.tok_blocks = (n_tok + g.tok_per_block - 1) / g.tok_per_block;
+  }
+  return g;
+}
+
+// Runs body(r0, r1, t0, t1) over the grid, on the pool when it is worth it.
+// Tasks are claimed dynamically (ThreadPool::parallel_for_dynamic): a busy or
+// sleeping worker never holds up the caller, and results do not depend on who
+// ran what.
+template <class Body>
+void run_grid(const TaskGrid& g, int64_t n_out, int64_t n_tok, bool threaded, ThreadPool* pool, Body&& body) {
+  auto run = [&](int64_t b, int64_t e, int) {
+    // Consecutive tasks of a chunk share a token block when possible, so a
+    // chunk streams contiguous weight rows.
+    for (int64_t task = b; task < e;) {
+      const int64_t tb = task / g.row_tasks, rt = task % g.row_tasks;
+      const int64_t rt_end = std::min(g.row_tasks, rt + (e - task));
+      const int64_t t0 = tb * g.tok_per_block, t1 = std::min(n_tok, t0 + g.tok_per_block);
+      body(rt * kRowsPerTask, std::min(rt_end * kRowsPerTask, n_out), t0, t1);
+      task += rt_end - rt;
+    }
+  };
+  // About 4 chunks per thread for balance; with many tokens at least 4 tasks
+  // (64 rows) per chunk while that still leaves 2 chunks per thread, since a
+  // kernel call re-prepares the activations (AVX-512 int8: block sums).
+  const int64_t T = pool ? pool->size() : 1;
+  int64_t grain = std::max<int64_t>(1, g.count() / (4 * T));
+  if (n_tok > 4) grain = std::max(grain, std::min<int64_t>(4, g.count() / (2 * T)));
+  if (threaded) pool->parallel_for_dynamic(g.count(), grain, run);
+  else run(0, g.count(), 0);
+}
+
+}  // namespace
+
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, int64_t x_stride, float* y, int64_t y_stride,
             ThreadPool* pool, const KernelTable* k, ActMode mode) {
   if (!k) k = &active();
   if (n_tok <= 0 || w.n_out <= 0) return;
-  // Tasks of 16 rows (multiples of the micro-kernels' row tiles); results do
-  // not depend on the split, only the load balance does.
-  constexpr int64_t kRowsPerTask = 16;
-  const int64_t n_tasks = (w.n_out + kRowsPerTask - 1) / kRowsPerTask;
+  const int threads = pool ? pool->size() : 1;
+  const TaskGrid grid = task_grid(w.n_out, n_tok, threads);
   // Small products are not worth waking the workers for.
   const double work = static_cast<double>(w.n_out) * static_cast<double>(w.n_in) * static_cast<double>(n_tok);
-  const bool threaded = pool && pool->size() > 1 && n_tasks > 1 && work >= 32768.0;
+  const bool threaded = threads > 1 && grid.count() > 1 && work >= 32768.0;
 
   if (quantizes_activations(w.type, mode)) {
     const GgmlType act = activation_type(w.type);
@@ -243,35 +308,27 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, int64_t x_stri
       fail(ggml_type_name(w.type), " matmul with n_in = ", w.n_in, " (not a multiple of ", act_block, ")");
     const size_t xq_row = ggml_row_bytes(act, w.n_in);
     // Quantize every activation row once (calling thread's scratch; the
-    // workers only read it, and parallel_for returns after they are done).
+    // workers only read it, and the parallel loops return after they are done).
     uint8_t* xq = detail::scratch_act(xq_row * static_cast<size_t>(n_tok));
     const KernelTable::QuantizeActFn qf = k->quantize_act_for(act);
     auto quant = [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) qf(x + t * x_stride, xq + static_cast<size_t>(t) * xq_row, w.n_in);
     };
-    if (pool && pool->size() > 1 && n_tok > 1 && static_cast<double>(n_tok) * static_cast<double>(w.n_in) >= 65536.0)
-      pool->parallel_for(n_tok, quant);
+    if (threads > 1 && n_tok > 1 && static_cast<double>(n_tok) * static_cast<double>(w.n_in) >= 65536.0)
+      pool->parallel_for_dynamic(n_tok, 0, quant);
     else
       quant(0, n_tok, 0);
     const KernelTable::MatmulQFn fn = k->matmul_q_for(w.type);
-    auto body = [&](int64_t b, int64_t e, int) {
-      fn(w, b * kRowsPerTask, std::min(e * kRowsPerTask, w.n_out), xq, n_tok, xq_row, y, y_stride);
-    };
-    if (threaded)
-      pool->parallel_for(n_tasks, body);
-    else
-      body(0, n_tasks, 0);
+    run_grid(grid, w.n_out, n_tok, threaded, pool, [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+      fn(w, r0, r1, xq + static_cast<size_t>(t0) * xq_row, t1 - t0, xq_row, y + t0 * y_stride, y_stride);
+    });
     return;
   }
 
   const KernelTable::MatmulFn fn = k->matmul_for(w.type);
-  auto body = [&](int64_t b, int64_t e, int) {
-    fn(w, b * kRowsPerTask, std::min(e * kRowsPerTask, w.n_out), x, n_tok, x_stride, y, y_stride);
-  };
-  if (threaded)
-    pool->parallel_for(n_tasks, body);
-  else
-    body(0, n_tasks, 0);
+  run_grid(grid, w.n_out, n_tok, threaded, pool, [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+    fn(w, r0, r1, x + t0 * x_stride, t1 - t0, x_stride, y + t0 * y_stride, y_stride);
+  });
 }
 
 void dequantize_row(const WeightMatrix& w, int64_t r, float* dst, const KernelTable* k) {

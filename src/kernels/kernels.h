@@ -2,11 +2,12 @@
 // row gather and the fp32 element-wise ops of the Gemma 4 forward pass.
 //
 // Structure: one KernelTable per instruction set (kernels_scalar.cpp is the
-// reference, kernels_avx2.cpp the AVX2+FMA+F16C path, each ISA in its own file
-// with per-function target attributes, never -march flags). active() picks the
-// best table the CPU supports at run time (__builtin_cpu_supports); the env var
-// G4_ISA=scalar|avx2 caps it. A new ISA (AVX-512, VNNI, int8 activations) adds
-// a file and an Isa entry; callers only go through the table or the drivers.
+// reference, kernels_avx2.cpp the AVX2+FMA+F16C path, kernels_avx512*.cpp the
+// AVX-512 F/BW/VL/DQ path (+ VNNI int8 matmuls when the CPU has them), each
+// ISA in its own files with per-function target attributes, never -march
+// flags). active() picks the best table the CPU supports at run time (CPUID);
+// the env var G4_ISA=scalar|avx2|avx512 caps it. A new ISA (e.g. NEON) adds a
+// file and an Isa entry; callers only go through the table or the drivers.
 //
 // Matmul convention (ggml): W has n_out rows of n_in contiguous elements (the
 // TensorView ne = {n_in, n_out}); activations are n_tok rows of n_in fp32.
@@ -29,9 +30,10 @@
 // The scalar table adds the block terms sequentially (sumf += float(sumi) ·
 // (d_w·d_a)); SIMD tables may use other fp32 accumulation orders (AVX2: 8
 // lanes of FMA, then a fixed horizontal sum), so ISAs agree to fp32 rounding,
-// not bit for bit. ActMode::F32 (or env G4_MATMUL_ACT=f32 for the default)
-// keeps the fp32-activation path that multiplies the exactly dequantized
-// weights with the fp32 activations.
+// not bit for bit. (The AVX-512 VNNI Q4_0/Q8_0 kernels keep the scalar order,
+// one row per lane, and match it bit for bit.) ActMode::F32 (or env
+// G4_MATMUL_ACT=f32 for the default) keeps the fp32-activation path that
+// multiplies the exactly dequantized weights with the fp32 activations.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -47,9 +49,9 @@ struct TensorView;
 
 namespace g4::kernels {
 
-enum class Isa : int { Scalar = 0, Avx2 = 1 };
-constexpr int kIsaCount = 2;
-const char* isa_name(Isa isa);  // "scalar", "avx2"
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+constexpr int kIsaCount = 3;
+const char* isa_name(Isa isa);  // "scalar", "avx2", "avx512"
 bool isa_available(Isa isa);
 
 // Weight types the kernels compute with (those with a matmul in the scalar
@@ -145,9 +147,12 @@ enum class ActMode : int {
 // Whether a matmul of weight type t under `mode` quantizes the activations.
 bool quantizes_activations(GgmlType t, ActMode mode = ActMode::Default);
 
-// y[t·y_stride + o] = Σ_i W[o][i]·x[t·x_stride + i], threaded over output rows.
-// pool == nullptr: single-threaded. k == nullptr: active(). For quantized
-// weights see ActMode (the activation scratch is per calling thread, reused).
+// y[t·y_stride + o] = Σ_i W[o][i]·x[t·x_stride + i], threaded over tasks of
+// 16 output rows (× token blocks when the rows alone give the threads too few
+// tasks), claimed dynamically (ThreadPool::parallel_for_dynamic); results do
+// not depend on the split. pool == nullptr: single-threaded. k == nullptr:
+// active(). For quantized weights see ActMode (the activation scratch is per
+// calling thread, reused). No heap allocation once the scratch has grown.
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, int64_t x_stride, float* y,
             int64_t y_stride, ThreadPool* pool, const KernelTable* k = nullptr, ActMode mode = ActMode::Default);
 

@@ -124,6 +124,63 @@ TEST(ThreadPool, NestedCallsRunSerially) {
   EXPECT_EQ(count.load(), 40);
 }
 
+TEST(ThreadPool, DynamicRunsEveryTaskExactlyOnceInChunks) {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 2, 3, 7, 64, 1001}) {
+      for (int64_t grain : {0, 1, 3, 64}) {
+        for (int rep = 0; rep < 10; ++rep) {
+          std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+          std::atomic<int> bad{0};
+          pool.parallel_for_dynamic(n, grain, [&](int64_t b, int64_t e, int tid) {
+            if (tid < 0 || tid >= threads || e <= b || (grain > 0 && e - b > grain)) bad++;
+            for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
+          });
+          for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << threads << " " << n;
+          EXPECT_EQ(bad.load(), 0);
+        }
+      }
+    }
+  }
+}
+
+TEST(ThreadPool, DynamicAndStaticJobsInterleaveBackToBack) {
+  // Many short jobs of both kinds in a row: a worker that arrives late for a
+  // dynamic job must neither run a chunk of it twice nor miss the next job.
+  ThreadPool pool(3);
+  int64_t expect = 0;
+  std::atomic<int64_t> sum{0};
+  for (int rep = 0; rep < 3000; ++rep) {
+    const int64_t n = 1 + rep % 13;
+    if (rep % 3 == 0) {
+      pool.parallel_for(n, [&](int64_t b, int64_t e, int) {
+        for (int64_t i = b; i < e; ++i) sum += i + 1;
+      });
+    } else {
+      pool.parallel_for_dynamic(n, rep % 2, [&](int64_t b, int64_t e, int) {
+        for (int64_t i = b; i < e; ++i) sum += i + 1;
+      });
+    }
+    expect += n * (n + 1) / 2;
+    ASSERT_EQ(sum.load(), expect) << rep;
+  }
+}
+
+TEST(ThreadPool, DynamicExceptionsPropagateAndNestedRunSerially) {
+  ThreadPool pool(3);
+  EXPECT_THROW(pool.parallel_for_dynamic(40, 2,
+                                         [&](int64_t b, int64_t, int) {
+                                           if (b == 20) throw std::runtime_error("boom");
+                                         }),
+               std::runtime_error);
+  std::atomic<int64_t> count{0};
+  pool.parallel_for_dynamic(6, 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i)
+      pool.parallel_for_dynamic(10, 0, [&](int64_t bb, int64_t ee, int) { count += ee - bb; });
+  });
+  EXPECT_EQ(count.load(), 60);
+}
+
 // ---- quantization ----------------------------------------------------------------
 
 TEST(Quant, Q8_0RoundTripErrorBound) {
