@@ -50,6 +50,17 @@
 // rounding of the same f32 result. A differing top-1 or greedy token passes as
 // "q-act" only when llama.cpp on the twin agrees with ours in fp32 activations.
 //
+// Why the 1e-3 bound cannot hold everywhere for quantized files, measured per
+// prompt case: "floor" = worst KL between our own kernel ISAs (default vs
+// G4_ISA=scalar/avx2: identical integer math, fp32 summation orders differ by
+// ~1e-7 relative), which 8-bit activation rounding amplifies to up to ~6e-3 on
+// these low-confidence random models; "emul" = KL vs llama.cpp with our GELU
+// switched to llama.cpp's fp16 table (G4_GELU=ggml), its one systematic
+// difference from the exact function. Both are reported, not enforced: emul is
+// ~1e-7 in most cases and, where it is not, of the floor's order (the floor
+// samples only two of the possible summation orders, so it is a lower
+// estimate of the noise; llama.cpp's own orders differ again).
+//
 // usage: node test_decoder_vs_llama.mjs --gemma4 PATH [--workdir DIR]
 //          [--arch e2b,e4b,26b-a4b,31b] [--types f32,f16,q8_0,q4_0] [--seed N]
 //          [--lengths 1,7,W-1,W,W+1,3W+5] [--greedy 64 (0: none)]
@@ -138,11 +149,11 @@ function randomIds(n, vocab, s) {
 // Our log-probabilities: `gemma4 eval --dump-logprobs` rows (float32). The KV
 // cache is f32 like llama.cpp's here (the engine's default is f16), unless
 // `kv` names another type.
-function ours(model, ids, extra, tag, f32act = false, kv = "f32") {
+function ours(model, ids, extra, tag, f32act = false, kv = "f32", env = null) {
     const dump = path.join(workdir, `ours-${tag}${f32act ? "-f32act" : ""}.bin`);
     const out = JSON.parse(run(["eval", "-m", model, "--tokens", ids.join(","), "--top", "2", "--json", "-t", "1",
                                 "--kv-type", kv, "--dump-logprobs", dump, ...extra],
-                               f32act ? { G4_MATMUL_ACT: "f32" } : null));
+                               { ...(f32act ? { G4_MATMUL_ACT: "f32" } : {}), ...(env ?? {}) }));
     const buf = fs.readFileSync(dump);
     const V = out.n_vocab;
     const all = new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4);
@@ -245,8 +256,9 @@ const t0 = performance.now();
 function report(r) {
     rows.push(r);
     if (r.status === "FAIL") failed++; else passed++;
-    const q = r.klTwin !== null && r.klTwin !== undefined
-        ? `  twin ${r.klTwin.toExponential(2)} self ${r.klSelf.toExponential(2)} act ${r.klAct.toExponential(2)}` : "";
+    const q = (r.klTwin !== null && r.klTwin !== undefined
+        ? `  twin ${r.klTwin.toExponential(2)} self ${r.klSelf.toExponential(2)} act ${r.klAct.toExponential(2)}` : "") +
+        (r.floor !== undefined ? ` floor ${r.floor.toExponential(2)} emul ${r.emul.toExponential(2)}` : "");
     const extra = [r.note, ...(r.why ?? [])].filter(Boolean).join("; ");
     console.log(`${r.family.padEnd(8)} ${r.type.padEnd(5)} ${String(r.case).padEnd(12)} ${r.kl.toExponential(2).padStart(9)} ` +
                 `${`${r.agree}/${r.n}`.padStart(7)}  ${r.status.padEnd(8)}${q}${extra ? "  " + extra : ""}`);
@@ -287,6 +299,23 @@ for (const arch of archs) {
             const oursGreedy = greedy ? ours(model, gPrompt, ["--greedy", String(greedySteps)], `${arch}-${type}-g`) : null;
             // Quantized files: the same with fp32 activations (the twin check).
             const f32Prompts = isQuant(type) ? prompts.map((p, i) => ours(model, p, ["--all"], `${arch}-${type}-${i}`, true)) : null;
+            // Quantized files: the noise floor of 8-bit activations. Our kernel
+            // ISAs (scalar, AVX2, AVX-512) do the same integer math and differ
+            // only in fp32 summation orders (~1e-7 relative, KL ~1e-7 with fp32
+            // activations); the activation rounding turns that into flipped int8
+            // steps. The worst KL(ours default || ours with G4_ISA = scalar or
+            // avx2) is how far two correct implementations of the same quantized
+            // math land apart on these models (reported as "floor").
+            // And ours with G4_GELU=ggml (llama.cpp's fp16 GELU table): the KL vs
+            // llama.cpp with its one systematic difference removed ("emul" column,
+            // reported: what is left is accumulation-order noise, see above).
+            const emulPrompts = isQuant(type)
+                ? prompts.map((p, i) => ours(model, p, ["--all"], `${arch}-${type}-${i}-emul`, false, "f32", { G4_GELU: "ggml" }))
+                : null;
+            const floorPrompts = isQuant(type)
+                ? ["scalar", "avx2"].map((isa) => prompts.map((p, i) =>
+                      ours(model, p, ["--all"], `${arch}-${type}-${i}-${isa}`, false, "f32", { G4_ISA: isa })))
+                : null;
             const f32Greedy = greedy && isQuant(type)
                 ? ours(model, gPrompt, ["--greedy", String(greedySteps)], `${arch}-${type}-g`, true) : null;
             // llama.cpp (one model load per file): the prompts, our continuation
@@ -311,7 +340,12 @@ for (const arch of archs) {
                 const judged = p.map((_, pos) => judge(type, oursPrompts[i].rows[pos], ll.results[i].positions[pos].logprobs,
                                                        tw ? tw.results[i].positions[pos].logprobs : null,
                                                        f32Prompts ? f32Prompts[i].rows[pos] : null));
-                report({ family: arch, type, case: `len ${p.length}`, ...summarizeCase(judged) });
+                const c = summarizeCase(judged);
+                if (floorPrompts) {
+                    c.floor = Math.max(...floorPrompts.flatMap((fp) => p.map((_, pos) => kl(oursPrompts[i].rows[pos], fp[i].rows[pos]))));
+                    c.emul = Math.max(...p.map((_, pos) => kl(ll.results[i].positions[pos].logprobs, emulPrompts[i].rows[pos])));
+                }
+                report({ family: arch, type, case: `len ${p.length}`, ...c });
             }
             if (!greedy) continue;
             // Greedy: KL along our tokens, then the free-running token comparison.
@@ -406,6 +440,17 @@ const seconds = (performance.now() - t0) / 1000;
 console.log(`tolerated: ${rows.filter((r) => r.status === "near-tie").length} near-tie, ` +
             `${rows.filter((r) => r.status === "q-act").length} q-act (KL or top-1 beyond the issue's bound for a quantized ` +
             `file, explained by llama.cpp's own 8-bit activations: listed above); ${seconds.toFixed(1)} s`);
+const floors = rows.filter((r) => r.floor !== undefined);
+if (floors.length) {
+    const worstFloor = Math.max(...floors.map((r) => r.floor));
+    const worstQ = Math.max(...floors.map((r) => r.kl));
+    const worstE = Math.max(...floors.map((r) => r.emul));
+    console.log(`quantized files: worst KL vs llama.cpp ${worstQ.toExponential(2)} (with its GELU table emulated ` +
+                `${worstE.toExponential(2)}); worst noise floor (ours default vs ours G4_ISA=scalar/avx2, identical ` +
+                `integer math) ${worstFloor.toExponential(2)}; ${floors.filter((r) => r.floor > 1e-3).length}/${floors.length} ` +
+                `prompt cases have a floor above 1e-3; emulated KL <= 1e-3 in ` +
+                `${floors.filter((r) => r.emul <= 1e-3).length}/${floors.length}`);
+}
 if (jsonOut) fs.writeFileSync(jsonOut, JSON.stringify({ seed, rows, tolerated: tolerated.length, seconds }, null, 1));
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
