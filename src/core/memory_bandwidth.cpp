@@ -44,7 +44,9 @@ MemoryBandwidth measure_memory_bandwidth(ThreadPool& pool, uint64_t bytes, int r
   if (reps < 1) fail("memory bandwidth needs at least one repetition");
   const int64_t n_words = static_cast<int64_t>(bytes / sizeof(uint64_t));
   const uint64_t n_bytes = static_cast<uint64_t>(n_words) * sizeof(uint64_t);
-  std::unique_ptr<uint64_t[], FreeDeleter> buf(static_cast<uint64_t*>(std::aligned_alloc(64, n_bytes)));
+  // aligned_alloc needs a size that is a multiple of the alignment.
+  const uint64_t alloc_bytes = (n_bytes + 63) / 64 * 64;
+  std::unique_ptr<uint64_t[], FreeDeleter> buf(static_cast<uint64_t*>(std::aligned_alloc(64, alloc_bytes)));
   if (!buf) fail("cannot allocate ", n_bytes >> 20, " MiB for the memory bandwidth buffer");
   uint64_t* w = buf.get();
   const int T = pool.size();
