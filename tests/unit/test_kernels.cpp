@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel_test_util.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/tensor.h"
@@ -24,20 +25,8 @@ using namespace g4::kernels;
 
 namespace {
 
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-std::vector<const KernelTable*> tables() {
-  std::vector<const KernelTable*> t;
-  for (int i = 0; i < kIsaCount; ++i)
-    if (isa_available(static_cast<Isa>(i))) t.push_back(&table(static_cast<Isa>(i)));
-  return t;
-}
+using g4::kernels::test::randn;
+using g4::kernels::test::tables;
 
 const GgmlType kTypes[] = {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0};
 

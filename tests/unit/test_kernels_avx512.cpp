@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel_test_util.h"
 #include "core/cpu_features.h"
 #include "core/dtype.h"
 #include "core/thread_pool.h"
@@ -25,13 +26,8 @@ using namespace g4::kernels;
 
 namespace {
 
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using g4::kernels::test::randn;
+using g4::kernels::test::tables;
 
 bool have_avx512() { return isa_available(Isa::Avx512); }
 

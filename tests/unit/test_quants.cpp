@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel_test_util.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -29,23 +30,11 @@ using namespace g4::kernels;
 
 namespace {
 
+using g4::kernels::test::randn;
+using g4::kernels::test::tables;
+
 const GgmlType kTypes[] = {GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::MXFP4,
                            GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q8_K};
-
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-std::vector<const KernelTable*> tables() {
-  std::vector<const KernelTable*> t;
-  for (int i = 0; i < kIsaCount; ++i)
-    if (isa_available(static_cast<Isa>(i))) t.push_back(&table(static_cast<Isa>(i)));
-  return t;
-}
 
 int64_t block_of(GgmlType t) { return ggml_type_info(t).block_size; }
 std::string name(GgmlType t) { return ggml_type_name(t); }

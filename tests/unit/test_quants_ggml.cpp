@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel_test_util.h"
 #include "core/dtype.h"
 #include "kernels/kernels.h"
 #include "kernels/quants.h"
@@ -30,6 +31,9 @@ using namespace g4;
 using namespace g4::kernels;
 
 namespace {
+
+using g4::kernels::test::randn;
+using g4::kernels::test::tables;
 
 // ggml's C API, as declared in ggml.h / ggml-cpu.h of the bundled source.
 using ToFloatFn = void (*)(const void* x, float* y, int64_t k);
@@ -115,13 +119,6 @@ const Ggml& ggml() {
       GTEST_SKIP() << p;                                                                               \
     }                                                                                                  \
   } while (0)
-
-std::vector<const KernelTable*> tables() {
-  std::vector<const KernelTable*> t;
-  for (int i = 0; i < kIsaCount; ++i)
-    if (isa_available(static_cast<Isa>(i))) t.push_back(&table(static_cast<Isa>(i)));
-  return t;
-}
 
 // Rows that stress the quantizers: gaussian, uniform, heavy tails, an
 // all-zero block, constant blocks, tiny and huge magnitudes, exact ties.
