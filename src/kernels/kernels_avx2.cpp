@@ -7,28 +7,14 @@
 #include <cstring>
 
 #include "core/dtype.h"
+#include "kernels/avx2_util.h"
 #include "kernels/kernels_internal.h"
 
-#define G4_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 namespace g4::kernels::detail {
 namespace {
 
 // ---- helpers ----------------------------------------------------------------
-
-G4_AVX2 inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
-
-G4_AVX2 inline float hmax8(__m256 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
 
 G4_AVX2 inline float fma1(float a, float b, float c) {
   return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
